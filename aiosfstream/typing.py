@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any, TypeAlias
 
-
 __all__ = ["Headers", "JsonDumper", "JsonLoader", "Message", "Payload"]
 
 #: One Bayeux message, decoded from JSON.

@@ -6,6 +6,7 @@
     ├── ClientError
     │   └── ClientInvalidOperation
     ├── TransportError
+    │   ├── HTTPStatusError
     │   ├── TransportInvalidOperation
     │   ├── TransportTimeoutError
     │   └── TransportConnectionClosed
@@ -22,6 +23,7 @@ __all__ = [
     "ClientError",
     "ClientInvalidOperation",
     "CometdException",
+    "HTTPStatusError",
     "ServerError",
     "TransportConnectionClosed",
     "TransportError",
@@ -45,6 +47,17 @@ class ClientInvalidOperation(ClientError):
 
 class TransportError(CometdException):
     """The connection to the server failed."""
+
+
+class HTTPStatusError(TransportError):
+    """The server answered with an HTTP error status.
+
+    :param status: the HTTP status code
+    """
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TransportInvalidOperation(TransportError):
