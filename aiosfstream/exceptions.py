@@ -131,8 +131,10 @@ def translate_errors() -> Iterator[None]:
     """Re-raise CometD errors as their aiosfstream twins."""
     try:
         yield
+    except AiosfstreamException:
+        raise
     except cometd_errors.CometdException as error:
         twin = twin_of(error)
-        if twin is None or twin is error:
+        if twin is None:
             raise
         raise twin from error

@@ -303,6 +303,9 @@ class Client:
         reply = await self._exchange(message, REQUEST_TIMEOUT)
         self._protocol.handle_subscribe(reply, channel)
 
+    def _on_events(self, events: list[Message]) -> None:
+        """See each batch of events as it arrives, before it is queued."""
+
     def _failure_action(self, reply: Message) -> Action:
         """Decide what follows an unsuccessful connect or handshake reply."""
         return self._protocol.failure_action(reply)
@@ -346,6 +349,7 @@ class Client:
         response = await transport.send(payload, headers, timeout=timeout)
         await self._apply_incoming(response, headers)
         incoming = self._protocol.sort(response, [message])
+        self._on_events(incoming.events)
         self._queue.extend(incoming.events)
         self._take_unsolicited(incoming.unsolicited)
         reply = incoming.replies.get(message["id"])
@@ -384,6 +388,7 @@ class Client:
         """Messages pushed by the server without a request (websocket)."""
         assert self._queue is not None
         incoming = self._protocol.sort(payload, ())
+        self._on_events(incoming.events)
         self._queue.extend(incoming.events)
         self._take_unsolicited(incoming.unsolicited)
 

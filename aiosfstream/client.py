@@ -1,0 +1,262 @@
+"""The Salesforce Streaming API client."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import ssl as ssl_module
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+
+from aiosfstream.auth import AuthenticatorBase, PasswordAuthenticator
+from aiosfstream.cometd import client as cometd_client
+from aiosfstream.cometd.constants import (
+    DEFAULT_CONNECTION_TIMEOUT,
+    DEFAULT_MAX_PENDING_COUNT,
+    ConnectionType,
+)
+from aiosfstream.cometd.exceptions import ServerError as CometdServerError
+from aiosfstream.cometd.protocol import Action
+from aiosfstream.exceptions import (
+    AuthenticationError,
+    ReplayError,
+    TransportError,
+    translate_errors,
+)
+from aiosfstream.policy import (
+    DEFAULT_API_VERSION,
+    backoff_scale,
+    check_api_version,
+    cometd_url,
+    failure_action,
+    is_invalid_replay_error,
+)
+from aiosfstream.replay import (
+    ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+    storage_from,
+)
+from aiosfstream.typing import JsonDumper, JsonLoader, Message
+
+__all__ = ["Client", "SalesforceStreamingClient"]
+
+logger = logging.getLogger(__name__)
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _translated(
+    method: Callable[_P, Coroutine[Any, Any, _R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Make a coroutine method raise aiosfstream's exceptions instead of CometD's."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with translate_errors():
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
+def _replay_id_of(message: Message) -> int | None:
+    """The replay id of an event, cheaply; ``None`` if it has none."""
+    data = message.get("data")
+    event = data.get("event") if isinstance(data, dict) else None
+    replay_id = event.get("replayId") if isinstance(event, dict) else None
+    return replay_id if isinstance(replay_id, int) and not isinstance(replay_id, bool) else None
+
+
+class Client(cometd_client.Client):
+    """Receives Salesforce events: PushTopic, generic, platform events and Change Data Capture.
+
+    :param authenticator: how to obtain an access token
+    :param replay: where subscriptions start: a :class:`ReplayOption`, a
+        :class:`~collections.abc.MutableMapping` that keeps the last
+        :class:`ReplayMarker` of every channel (a dict, a shelf, ...), or a
+        :class:`ReplayMarkerStorage`
+    :param replay_fallback: the :class:`ReplayOption` to subscribe with when Salesforce
+        rejects a stored replay id (it left the retention window); ``None`` raises
+        :class:`~aiosfstream.exceptions.ServerError` instead
+    :param replay_storage_policy: when a message's replay marker is stored
+    :param connection_timeout: seconds to wait for a lost connection to come back
+        before raising :class:`~aiosfstream.exceptions.TransportTimeoutError`;
+        ``None`` waits forever
+    :param max_pending_count: how many messages may wait for :meth:`receive` before the
+        client stops fetching more; ``0`` or less means no limit
+    :param json_dumps: JSON encoder
+    :param json_loads: JSON decoder (``orjson.loads`` is faster)
+    :param api_version: the Streaming API version, e.g. ``"66.0"``
+    :param ssl: an :class:`ssl.SSLContext`, or ``False`` to skip certificate checks
+    :param proxy: URL of an HTTP proxy
+    """
+
+    def __init__(
+        self,
+        authenticator: AuthenticatorBase,
+        *,
+        replay: ReplayOption | ReplayMarkerStorage | Any = ReplayOption.NEW_EVENTS,
+        replay_fallback: ReplayOption | None = None,
+        replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.AUTOMATIC,
+        connection_timeout: float | None = DEFAULT_CONNECTION_TIMEOUT,
+        max_pending_count: int = DEFAULT_MAX_PENDING_COUNT,
+        json_dumps: JsonDumper = json.dumps,
+        json_loads: JsonLoader = json.loads,
+        api_version: str = DEFAULT_API_VERSION,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        proxy: str | None = None,
+    ) -> None:
+        if not isinstance(authenticator, AuthenticatorBase):
+            raise TypeError(
+                f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
+            )
+        if replay_fallback is not None and not isinstance(replay_fallback, ReplayOption):
+            raise TypeError("replay_fallback must be a ReplayOption or None")
+        if not isinstance(replay_storage_policy, ReplayMarkerStoragePolicy):
+            raise TypeError("replay_storage_policy must be a ReplayMarkerStoragePolicy")
+        storage = storage_from(replay)
+        self.api_version = check_api_version(api_version)
+        super().__init__(
+            None,
+            ConnectionType.LONG_POLLING,
+            connection_timeout=connection_timeout,
+            ssl=ssl,
+            proxy=proxy,
+            max_pending_count=max_pending_count,
+            extensions=[storage],
+            auth=authenticator,
+            json_dumps=json_dumps,
+            json_loads=json_loads,
+        )
+        self.authenticator = authenticator
+        #: Where the replay markers live.
+        self.replay_marker_storage = storage
+        self.replay_fallback = replay_fallback
+        self.replay_storage_policy = replay_storage_policy
+        # The replay id of the newest event received per channel during this client's
+        # lifetime; a resubscription after a new handshake continues from it, so that
+        # events still waiting in the prefetch queue do not arrive twice.
+        self._received_ids: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._lifecycle.value} url={self.url!r}>"
+
+    # -- public API, with aiosfstream's exceptions -------------------------------
+    open = _translated(cometd_client.Client.open)
+    close = _translated(cometd_client.Client.close)
+    subscribe = _translated(cometd_client.Client.subscribe)
+    unsubscribe = _translated(cometd_client.Client.unsubscribe)
+    publish = _translated(cometd_client.Client.publish)
+
+    async def receive(self) -> Message:
+        """Return the next event; with the AUTOMATIC policy, store its replay marker."""
+        with translate_errors():
+            message = await super().receive()
+        if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
+            await self._store_marker(message)
+        return message
+
+    @asynccontextmanager
+    async def replay_storage(self, message: Message) -> AsyncIterator[None]:
+        """Store *message*'s replay marker once the ``async with`` block succeeds.
+
+        Meant for the MANUAL policy: the marker moves on only after the message was
+        processed, so a crash inside the block replays the message next time.
+        """
+        yield
+        await self._store_marker(message)
+
+    async def _store_marker(self, message: Message) -> None:
+        try:
+            await self.replay_marker_storage.store_message(message)
+        except ReplayError as error:
+            logger.warning("replay marker not stored: %s", error)
+
+    # -- Salesforce policy on top of the CometD client ---------------------------
+    async def _authenticate(self) -> None:
+        try:
+            await self.authenticator.authenticate()
+        except AuthenticationError as error:
+            if error.status is None:
+                # The token endpoint could not be reached: a network problem, retried
+                # within connection_timeout like any other.
+                raise TransportError(str(error)) from error
+            raise
+        assert self.authenticator.instance_url is not None
+        self.url = cometd_url(self.authenticator.instance_url, self.api_version)
+
+    async def _subscribe_request(self, channel: str, *, ext: Message | None = None) -> None:
+        received = self._received_ids.get(channel)
+        if ext is None and received is not None:
+            ext = {"replay": {channel: received}}
+        try:
+            await super()._subscribe_request(channel, ext=ext)
+        except CometdServerError as error:
+            if self.replay_fallback is None or not is_invalid_replay_error(error):
+                raise
+            logger.warning(
+                "replay id for %s rejected (%s); subscribing with %s",
+                channel,
+                error.error_message,
+                self.replay_fallback.name,
+            )
+            self._received_ids.pop(channel, None)
+            fallback = {"replay": {channel: int(self.replay_fallback)}}
+            await super()._subscribe_request(channel, ext=fallback)
+
+    def _on_events(self, events: list[Message]) -> None:
+        for event in events:
+            replay_id = _replay_id_of(event)
+            if replay_id is not None:
+                self._received_ids[event["channel"]] = replay_id
+
+    def _failure_action(self, reply: Message) -> Action:
+        return failure_action(reply, super()._failure_action(reply))
+
+    def _backoff_scale(self, reply: Message | None) -> float:
+        return backoff_scale(reply)
+
+
+class SalesforceStreamingClient(Client):
+    """A :class:`Client` that logs in with a username and password.
+
+    :param consumer_key: the connected app's consumer key
+    :param consumer_secret: the connected app's consumer secret
+    :param username: the Salesforce username
+    :param password: the password, followed by the security token if one is needed
+    :param sandbox: log in to a sandbox (``test.salesforce.com``)
+    :param login_url: log in here instead (a My Domain URL, or a local emulator)
+    :param allow_insecure_http: accept ``http://`` URLs; for local emulators only
+
+    The remaining keyword arguments are those of :class:`Client`.
+    """
+
+    def __init__(
+        self,
+        consumer_key: str,
+        consumer_secret: str,
+        username: str,
+        password: str,
+        sandbox: bool = False,
+        *,
+        login_url: str | None = None,
+        allow_insecure_http: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        authenticator = PasswordAuthenticator(
+            consumer_key,
+            consumer_secret,
+            username,
+            password,
+            sandbox=sandbox,
+            login_url=login_url,
+            json_dumps=kwargs.get("json_dumps", json.dumps),
+            json_loads=kwargs.get("json_loads", json.loads),
+            ssl=kwargs.get("ssl"),
+            proxy=kwargs.get("proxy"),
+            allow_insecure_http=allow_insecure_http,
+        )
+        super().__init__(authenticator, **kwargs)
