@@ -1,0 +1,38 @@
+"""aiosfstream: an asyncio client for the Salesforce Streaming API."""
+
+import logging
+
+from aiosfstream._version import __version__
+from aiosfstream.auth import (
+    AuthenticatorBase,
+    PasswordAuthenticator,
+    RefreshTokenAuthenticator,
+)
+from aiosfstream.client import Client, SalesforceStreamingClient
+from aiosfstream.replay import (
+    ConstantReplayId,
+    DefaultMappingStorage,
+    MappingStorage,
+    ReplayMarker,
+    ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+)
+
+__all__ = [
+    "AuthenticatorBase",
+    "Client",
+    "ConstantReplayId",
+    "DefaultMappingStorage",
+    "MappingStorage",
+    "PasswordAuthenticator",
+    "RefreshTokenAuthenticator",
+    "ReplayMarker",
+    "ReplayMarkerStorage",
+    "ReplayMarkerStoragePolicy",
+    "ReplayOption",
+    "SalesforceStreamingClient",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

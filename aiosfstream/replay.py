@@ -1,0 +1,414 @@
+"""Replay options, replay markers and the storages that remember them.
+
+Salesforce keeps events for 24 hours (PushTopic, generic) or 72 hours (platform events,
+Change Data Capture).  A subscriber chooses where to start with the replay extension: the
+``/meta/subscribe`` message carries ``"ext": {"replay": {"<channel>": <replay id>}}``, where
+the id is ``-1`` (new events only), ``-2`` (everything retained) or the replay id of the last
+event processed, in which case Salesforce sends the events *after* it.
+
+A :class:`ReplayMarkerStorage` remembers, per channel, the :class:`ReplayMarker` of the newest
+event processed and adds the matching replay id to every subscribe request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import math
+from abc import abstractmethod
+from collections.abc import Mapping, MutableMapping
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from dateutil import parser as date_parser
+
+from aiosfstream.cometd.constants import MetaChannel
+from aiosfstream.cometd.extensions import Extension
+from aiosfstream.exceptions import ReplayError
+
+if TYPE_CHECKING:
+    from aiosfstream.typing import Headers, Message, Payload
+
+__all__ = [
+    "ConstantReplayId",
+    "DefaultMappingStorage",
+    "MappingStorage",
+    "ReplayMarker",
+    "ReplayMarkerStorage",
+    "ReplayMarkerStoragePolicy",
+    "ReplayOption",
+    "is_newer",
+    "marker_from_message",
+    "parse_marker_date",
+    "storage_from",
+]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class ReplayOption(enum.IntEnum):
+    """The replay ids with a special meaning."""
+
+    #: Receive only the events sent after subscribing (Salesforce's default).
+    NEW_EVENTS = -1
+    #: Receive every event still retained, then the new ones.
+    ALL_EVENTS = -2
+
+
+class ReplayMarker(NamedTuple):
+    """Where an event sits in its channel's stream.
+
+    :param date: when the event was created, as an ISO-8601 UTC string, or ``""`` when the
+        event carried no date
+    :param replay_id: the event's opaque replay id
+    """
+
+    date: str
+    replay_id: int
+
+
+class ReplayMarkerStoragePolicy(enum.Enum):
+    """Who stores the replay marker of a received message."""
+
+    #: The client stores a message's marker when :meth:`~aiosfstream.Client.receive`
+    #: hands the message to the user.
+    AUTOMATIC = "automatic"
+    #: The user stores it, once the message is processed, with the client's
+    #: ``replay_storage(message)`` context manager.
+    MANUAL = "manual"
+
+
+# --- pure functions -----------------------------------------------------------------
+
+
+def _epoch_millis_to_datetime(millis: int) -> datetime | None:
+    try:
+        return _EPOCH + timedelta(milliseconds=millis)
+    except OverflowError:
+        return None
+
+
+def parse_marker_date(date: str) -> datetime | None:
+    """Parse a replay marker's date into an aware UTC :class:`~datetime.datetime`.
+
+    Accepts ISO-8601 with ``Z`` or ``+0000``, with or without milliseconds, and epoch
+    milliseconds written as digits (the form older versions stored for Change Data Capture
+    events).  A date without a time zone is taken as UTC.  Returns ``None`` for ``""`` and
+    for anything that is not a date.
+    """
+    if not isinstance(date, str):
+        return None
+    text = date.strip()
+    if not text:
+        return None
+    if text.lstrip("-").isdigit():
+        return _epoch_millis_to_datetime(int(text))
+    try:
+        parsed = date_parser.isoparse(text)
+    except (ValueError, OverflowError):
+        try:
+            parsed = date_parser.parse(text)
+        except (ValueError, OverflowError):
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _normalise_date(value: Any) -> str:
+    """Turn a date found in a message into the one string form markers use."""
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        parsed = _epoch_millis_to_datetime(value)
+    elif isinstance(value, float):
+        parsed = _epoch_millis_to_datetime(round(value)) if math.isfinite(value) else None
+    elif isinstance(value, str):
+        parsed = parse_marker_date(value)
+    else:
+        parsed = None
+    if parsed is None:
+        return ""
+    return parsed.isoformat(timespec="microseconds")
+
+
+def _get_dict(container: Any, key: str) -> dict[str, Any]:
+    value = container.get(key) if isinstance(container, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def marker_from_message(message: Message) -> ReplayMarker:
+    """Return the replay marker of an event message.
+
+    The replay id is ``data.event.replayId`` for every event type.  The date comes from,
+    in order: ``data.event.createdDate`` (PushTopic, generic streaming),
+    ``data.payload.ChangeEventHeader.commitTimestamp`` (Change Data Capture, epoch
+    milliseconds) and ``data.payload.CreatedDate`` (platform events).  It is normalised to
+    an ISO-8601 UTC string such as ``2017-07-25T19:16:46.653000+00:00``; an event without a
+    usable date gets ``date=""``.
+
+    :raises ReplayError: the message has no integer replay id
+    """
+    channel = message.get("channel") if isinstance(message, dict) else None
+    data = _get_dict(message, "data")
+    event = _get_dict(data, "event")
+    replay_id = event.get("replayId")
+    if isinstance(replay_id, bool) or not isinstance(replay_id, int):
+        raise ReplayError(f"message on channel {channel!r} has no integer data.event.replayId")
+
+    payload = _get_dict(data, "payload")
+    header = _get_dict(payload, "ChangeEventHeader")
+    for candidate in (
+        event.get("createdDate"),
+        header.get("commitTimestamp"),
+        payload.get("CreatedDate"),
+    ):
+        date = _normalise_date(candidate)
+        if date:
+            break
+    else:
+        logger.debug("message on channel %r has no creation date", channel)
+    return ReplayMarker(date=date, replay_id=replay_id)
+
+
+def is_newer(candidate: ReplayMarker, current: ReplayMarker | None) -> bool:
+    """Tell whether *candidate* should replace the stored *current* marker.
+
+    Markers are ordered by date; equal dates are ordered by replay id.  When either date is
+    missing or unreadable the candidate counts as newer, since nothing proves it is not.
+    """
+    if current is None:
+        return True
+    candidate_date = parse_marker_date(candidate.date)
+    current_date = parse_marker_date(current.date)
+    if candidate_date is None or current_date is None:
+        return True
+    if candidate_date != current_date:
+        return candidate_date > current_date
+    return candidate.replay_id > current.replay_id
+
+
+def _validate_replay_id(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int or a ReplayOption, got {type(value).__name__}")
+    if value < ReplayOption.ALL_EVENTS:
+        raise ValueError(f"{name} must be -2, -1 or a replay id (>= 0), got {value}")
+    if value in (ReplayOption.NEW_EVENTS, ReplayOption.ALL_EVENTS):
+        return ReplayOption(value)
+    return value
+
+
+def _channel_of(subscription: str) -> str:
+    """The channel a subscription's events arrive on: a PushTopic filter query is dropped."""
+    return subscription.split("?", 1)[0]
+
+
+# --- storages -----------------------------------------------------------------------
+
+
+class ReplayMarkerStorage(Extension):
+    """Remembers the newest replay marker of each channel and replays from it.
+
+    Implement :meth:`get_replay_marker` and :meth:`set_replay_marker`; everything else is
+    built on them.  The storage is an extension: :meth:`outgoing` adds the replay id to
+    every ``/meta/subscribe`` message.
+    """
+
+    #: The replay id used for a channel that has no stored marker.
+    default_id: int = ReplayOption.NEW_EVENTS
+
+    @abstractmethod
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """Return the stored marker of *subscription*, or ``None``."""
+
+    @abstractmethod
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Store *replay_marker* as the marker of *subscription*."""
+
+    async def get_replay_id(self, subscription: str) -> int:
+        """Return the replay id to subscribe to *subscription* with."""
+        marker = await self.get_replay_marker(subscription)
+        if marker is None:
+            return self.default_id
+        return marker.replay_id
+
+    async def outgoing(self, payload: Payload, headers: Headers) -> None:
+        """Add ``ext.replay`` to every subscribe message that does not have one yet.
+
+        The handshake gets ``ext.replay: true`` to announce the extension.
+
+        A message whose ``ext.replay`` already names its subscription is left alone, so the
+        client can force a replay option (for example the fallback after an invalid replay
+        id).  A PushTopic filter (``/topic/Foo?Type=Bar``) shares the marker of its channel,
+        since the events arrive on the channel.
+        """
+        for message in payload:
+            if message.get("channel") == MetaChannel.HANDSHAKE:
+                # Announce the replay extension, as Salesforce's own clients do.
+                message.setdefault("ext", {}).setdefault("replay", True)
+                continue
+            if message.get("channel") != MetaChannel.SUBSCRIBE:
+                continue
+            subscription = message.get("subscription")
+            if not isinstance(subscription, str):
+                continue
+            ext = message.setdefault("ext", {})
+            if not isinstance(ext, dict):
+                continue
+            replay = ext.get("replay")
+            if isinstance(replay, dict) and subscription in replay:
+                continue
+            replay_id = await self.get_replay_id(_channel_of(subscription))
+            if isinstance(replay, dict):
+                replay[subscription] = replay_id
+            else:
+                ext["replay"] = {subscription: replay_id}
+
+    async def incoming(self, payload: Payload, headers: Headers | None = None) -> None:
+        """Do nothing: markers are stored when messages are consumed, not received."""
+
+    def _lock(self) -> asyncio.Lock:
+        # Created lazily: subclasses need not call ``super().__init__()``.  One lock per
+        # event loop, so a storage can outlive an ``asyncio.run()``.
+        loop = asyncio.get_running_loop()
+        held: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = getattr(
+            self, "_store_lock", None
+        )
+        if held is None or held[0] is not loop:
+            held = (loop, asyncio.Lock())
+            self._store_lock = held
+        return held[1]
+
+    async def store_marker(self, subscription: str, marker: ReplayMarker) -> None:
+        """Store *marker* unless the stored marker of *subscription* is newer.
+
+        Replayed, older events therefore never move the marker back.
+        """
+        async with self._lock():
+            current = await self.get_replay_marker(subscription)
+            if is_newer(marker, current):
+                await self.set_replay_marker(subscription, marker)
+
+    async def store_message(self, message: Message) -> None:
+        """Store the marker of the event *message* under its channel.
+
+        :raises ReplayError: the message has no channel or no replay id
+        """
+        channel = message.get("channel")
+        if not isinstance(channel, str):
+            raise ReplayError("message has no channel")
+        await self.store_marker(channel, marker_from_message(message))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(default_id={self.default_id!r})"
+
+
+def _as_marker(subscription: str, value: object) -> ReplayMarker | None:
+    """Read a stored value as a marker; accept tuples, lists and dicts of the right shape."""
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        value = (value.get("date"), value.get("replay_id"))
+    if isinstance(value, tuple | list) and len(value) == 2:
+        date, replay_id = value
+        if isinstance(date, str) and isinstance(replay_id, int) and not isinstance(replay_id, bool):
+            if isinstance(value, ReplayMarker):
+                return value
+            return ReplayMarker(date, replay_id)
+    raise ReplayError(
+        f"stored value for {subscription!r} is not a replay marker (got {type(value).__name__})"
+    )
+
+
+class MappingStorage(ReplayMarkerStorage):
+    """Keeps markers in a mutable mapping: a dict, a :class:`shelve.Shelf`, ...
+
+    :param mapping: keys are channel names, values :class:`ReplayMarker` objects
+    :raises TypeError: *mapping* is not a :class:`~collections.abc.MutableMapping`
+    """
+
+    def __init__(self, mapping: MutableMapping[str, Any]) -> None:
+        if not isinstance(mapping, MutableMapping):
+            raise TypeError(
+                f"mapping must be a collections.abc.MutableMapping, got {type(mapping).__name__}"
+            )
+        self.mapping = mapping
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """Return the marker stored under *subscription*.
+
+        :raises ReplayError: the stored value is not a replay marker
+        """
+        try:
+            value = self.mapping[subscription]
+        except KeyError:
+            return None
+        return _as_marker(subscription, value)
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Store *replay_marker* under *subscription*."""
+        self.mapping[subscription] = replay_marker
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(mapping=<{type(self.mapping).__name__}>, "
+            f"default_id={self.default_id!r})"
+        )
+
+
+class DefaultMappingStorage(MappingStorage):
+    """A :class:`MappingStorage` that subscribes with *default_id* when it has no marker.
+
+    :param mapping: keys are channel names, values :class:`ReplayMarker` objects
+    :param default_id: a :class:`ReplayOption` or a replay id
+    """
+
+    def __init__(self, mapping: MutableMapping[str, Any], default_id: int) -> None:
+        super().__init__(mapping)
+        self.default_id = _validate_replay_id("default_id", default_id)
+
+
+class ConstantReplayId(ReplayMarkerStorage):
+    """Always subscribes with the same replay id and stores nothing.
+
+    :param default_id: a :class:`ReplayOption` or a replay id
+    """
+
+    def __init__(self, default_id: int) -> None:
+        self.default_id = _validate_replay_id("default_id", default_id)
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """Return ``None``: nothing is stored."""
+        return None
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Forget *replay_marker*."""
+
+
+def storage_from(replay: object) -> ReplayMarkerStorage:
+    """Turn the client's ``replay`` argument into a storage.
+
+    A :class:`ReplayOption` gives a :class:`ConstantReplayId`, a mutable mapping a
+    :class:`MappingStorage`, and a :class:`ReplayMarkerStorage` is used as it is.
+
+    :raises TypeError: for anything else, plain ints included
+    """
+    if isinstance(replay, ReplayMarkerStorage):
+        return replay
+    if isinstance(replay, ReplayOption):
+        return ConstantReplayId(replay)
+    if isinstance(replay, int):
+        raise TypeError(
+            f"replay must be a ReplayOption, not the int {replay!r}: use "
+            "ReplayOption.NEW_EVENTS, ReplayOption.ALL_EVENTS, or "
+            "ConstantReplayId(<replay id>)"
+        )
+    if isinstance(replay, MutableMapping):
+        return MappingStorage(replay)
+    raise TypeError(
+        "replay must be a ReplayOption, a collections.abc.MutableMapping or a "
+        f"ReplayMarkerStorage, got {type(replay).__name__}"
+    )

@@ -1,0 +1,634 @@
+"""Tests for aiosfstream.auth: request data, response parsing, and real token requests.
+
+The end-to-end tests run a small aiohttp.web token endpoint on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from aiosfstream.auth import (
+    LOGIN_URL,
+    SANDBOX_LOGIN_URL,
+    AuthenticatorBase,
+    PasswordAuthenticator,
+    RefreshTokenAuthenticator,
+    parse_token_response,
+)
+from aiosfstream.exceptions import AuthenticationError
+
+CONSUMER_KEY = "3MVG9-consumer-key-4a1f"
+CONSUMER_SECRET = "cs-SECRET-7f3a9e"
+USERNAME = "testuser@salesforce.com"
+PASSWORD = "pw-SECRET-91bc&token=x"
+REFRESH_TOKEN = "rt-SECRET-44d0"
+ACCESS_TOKEN = "00Dx0000000BV7z!AR8AQ-SECRET-ACCESS"
+SIGNATURE = "0CmxinZir53Yex7nE0TD+zMpvIWYGb/bdJh6XfOH6EQ="
+SECRETS = (CONSUMER_SECRET, PASSWORD, REFRESH_TOKEN, ACCESS_TOKEN, SIGNATURE)
+
+# The documented username-password response (it has no token_type).
+TOKEN_RESPONSE: dict[str, Any] = {
+    "id": "https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P",
+    "issued_at": "1278448832702",
+    "instance_url": "https://na1.salesforce.com",
+    "signature": SIGNATURE,
+    "access_token": ACCESS_TOKEN,
+}
+HTML_502 = (
+    "<html><head><title>502 Bad Gateway</title></head>"
+    f"<body>upstream said: password={PASSWORD}</body></html>"
+)
+
+
+def assert_no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def password_auth(**kwargs: Any) -> PasswordAuthenticator:
+    return PasswordAuthenticator(CONSUMER_KEY, CONSUMER_SECRET, USERNAME, PASSWORD, **kwargs)
+
+
+# --- pure: request data -------------------------------------------------------------
+
+
+def test_password_request_data() -> None:
+    assert password_auth()._token_request_data() == {
+        "grant_type": "password",
+        "client_id": CONSUMER_KEY,
+        "client_secret": CONSUMER_SECRET,
+        "username": USERNAME,
+        "password": PASSWORD,
+    }
+
+
+def test_refresh_token_request_data() -> None:
+    auth = RefreshTokenAuthenticator(CONSUMER_KEY, CONSUMER_SECRET, REFRESH_TOKEN)
+    assert auth._token_request_data() == {
+        "grant_type": "refresh_token",
+        "client_id": CONSUMER_KEY,
+        "client_secret": CONSUMER_SECRET,
+        "refresh_token": REFRESH_TOKEN,
+    }
+
+
+def test_base_is_abstract() -> None:
+    with pytest.raises(TypeError):
+        AuthenticatorBase()  # type: ignore[abstract]
+
+
+# --- pure: parse_token_response -----------------------------------------------------
+
+
+def test_parse_success() -> None:
+    body = json.dumps(TOKEN_RESPONSE)
+    assert parse_token_response(200, "application/json;charset=UTF-8", body) == TOKEN_RESPONSE
+
+
+def test_parse_json_with_other_content_type() -> None:
+    body = json.dumps(TOKEN_RESPONSE)
+    assert parse_token_response(200, "text/plain", body) == TOKEN_RESPONSE
+
+
+def test_parse_uses_given_json_loads() -> None:
+    calls: list[str] = []
+
+    def loads(text: str) -> Any:
+        calls.append(text)
+        return json.loads(text)
+
+    parse_token_response(200, "application/json", json.dumps(TOKEN_RESPONSE), json_loads=loads)
+    assert len(calls) == 1
+
+
+def test_parse_salesforce_error() -> None:
+    body = '{"error": "invalid_grant", "error_description": "authentication failure"}'
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(400, "application/json", body)
+    error = caught.value
+    assert error.status == 400
+    assert error.error == "invalid_grant"
+    assert error.error_description == "authentication failure"
+    assert "400" in str(error)
+    assert "invalid_grant: authentication failure" in str(error)
+
+
+def test_parse_error_field_with_success_status() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(200, "application/json", '{"error": "invalid_client_id"}')
+    assert caught.value.error == "invalid_client_id"
+    assert caught.value.error_description is None
+
+
+def test_parse_error_status_without_error_field() -> None:
+    with pytest.raises(AuthenticationError, match="HTTP 500") as caught:
+        parse_token_response(500, "application/json", "{}")
+    assert caught.value.status == 500
+    assert caught.value.error is None
+
+
+def test_parse_html_page() -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(502, "text/html; charset=utf-8", HTML_502)
+    message = str(caught.value)
+    assert caught.value.status == 502
+    assert "502" in message
+    assert "text/html" in message
+    assert "502 Bad Gateway" in message
+    assert "upstream" not in message
+    assert_no_secret(message)
+
+
+def test_parse_redacts_what_the_endpoint_echoes() -> None:
+    def redact(text: str) -> str:
+        return text.replace(PASSWORD, "***")
+
+    body = json.dumps({"error": f"bad {PASSWORD}", "error_description": f"no {PASSWORD}"})
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(401, "application/json", body, redact=redact)
+    assert (caught.value.error, caught.value.error_description) == ("bad ***", "no ***")
+    assert_no_secret(str(caught.value))
+
+    page = f"<html><title>Denied {PASSWORD}</title></html>"
+    with pytest.raises(AuthenticationError, match=r"Denied \*\*\*") as caught:
+        parse_token_response(403, "text/html", page, redact=redact)
+    assert_no_secret(str(caught.value))
+
+
+def test_parse_empty_body_without_content_type() -> None:
+    with pytest.raises(AuthenticationError, match="HTTP 503 with no content type"):
+        parse_token_response(503, None, "")
+
+
+def test_parse_bad_json() -> None:
+    body = '{"access_token": "' + ACCESS_TOKEN
+    with pytest.raises(AuthenticationError, match="invalid JSON") as caught:
+        parse_token_response(200, "application/json", body)
+    assert isinstance(caught.value.__cause__, ValueError)
+    assert_no_secret(str(caught.value))
+
+
+def test_parse_json_that_is_not_an_object() -> None:
+    with pytest.raises(AuthenticationError, match="JSON list"):
+        parse_token_response(200, "application/json", "[1, 2]")
+
+
+@pytest.mark.parametrize(
+    ("drop", "missing"),
+    [
+        (("access_token",), "lacks access_token"),
+        (("instance_url",), "lacks instance_url"),
+        (("access_token", "instance_url"), "lacks access_token and instance_url"),
+    ],
+)
+def test_parse_missing_fields(drop: tuple[str, ...], missing: str) -> None:
+    data = {key: value for key, value in TOKEN_RESPONSE.items() if key not in drop}
+    with pytest.raises(AuthenticationError, match=missing) as caught:
+        parse_token_response(200, "application/json", json.dumps(data))
+    assert_no_secret(str(caught.value))
+
+
+def test_parse_empty_access_token() -> None:
+    data = {**TOKEN_RESPONSE, "access_token": ""}
+    with pytest.raises(AuthenticationError, match="lacks access_token"):
+        parse_token_response(200, "application/json", json.dumps(data))
+
+
+# --- constructor --------------------------------------------------------------------
+
+
+def test_login_url_selection() -> None:
+    assert LOGIN_URL == "https://login.salesforce.com"
+    assert SANDBOX_LOGIN_URL == "https://test.salesforce.com"
+    assert password_auth().token_url == "https://login.salesforce.com/services/oauth2/token"
+    assert (
+        password_auth(sandbox=True).token_url == "https://test.salesforce.com/services/oauth2/token"
+    )
+    my_domain = password_auth(login_url="https://acme.my.salesforce.com/", sandbox=True)
+    assert my_domain.login_url == "https://acme.my.salesforce.com"
+    assert my_domain.token_url == "https://acme.my.salesforce.com/services/oauth2/token"
+    community = password_auth(login_url="https://acme.force.com/customers")
+    assert community.token_url == "https://acme.force.com/customers/services/oauth2/token"
+
+
+def test_http_login_url_refused_by_default() -> None:
+    with pytest.raises(ValueError, match="allow_insecure_http"):
+        password_auth(login_url="http://127.0.0.1:8080")
+    auth = password_auth(login_url="http://127.0.0.1:8080", allow_insecure_http=True)
+    assert auth.token_url == "http://127.0.0.1:8080/services/oauth2/token"
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://login.salesforce.com", "login.salesforce.com", "https://", "/services"]
+)
+def test_bad_login_urls(url: str) -> None:
+    with pytest.raises(ValueError, match="login_url"):
+        password_auth(login_url=url)
+
+
+def test_login_url_with_credentials_is_not_echoed() -> None:
+    with pytest.raises(ValueError, match="credentials") as caught:
+        password_auth(login_url=f"https://admin:{PASSWORD}@login.salesforce.com")
+    assert PASSWORD not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://login.salesforce.com?x=1", "https://login.salesforce.com#frag"]
+)
+def test_login_url_with_query_or_fragment(url: str) -> None:
+    with pytest.raises(ValueError, match="query or a fragment"):
+        password_auth(login_url=url)
+
+
+@pytest.mark.parametrize("position", range(4))
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (None, TypeError),
+        (b"bytes", TypeError),
+        (42, TypeError),
+        ("", ValueError),
+        ("  ", ValueError),
+    ],
+)
+def test_password_credentials_validated(position: int, value: Any, error: type[Exception]) -> None:
+    names = ("consumer_key", "consumer_secret", "username", "password")
+    args: list[Any] = [CONSUMER_KEY, CONSUMER_SECRET, USERNAME, PASSWORD]
+    args[position] = value
+    with pytest.raises(error, match=names[position]) as caught:
+        PasswordAuthenticator(*args)
+    assert_no_secret(str(caught.value))
+
+
+@pytest.mark.parametrize("position", range(3))
+@pytest.mark.parametrize(("value", "error"), [(None, TypeError), ("", ValueError)])
+def test_refresh_credentials_validated(position: int, value: Any, error: type[Exception]) -> None:
+    names = ("consumer_key", "consumer_secret", "refresh_token")
+    args: list[Any] = [CONSUMER_KEY, CONSUMER_SECRET, REFRESH_TOKEN]
+    args[position] = value
+    with pytest.raises(error, match=names[position]):
+        RefreshTokenAuthenticator(*args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"timeout": 0}, ValueError, "timeout"),
+        ({"timeout": -1.5}, ValueError, "timeout"),
+        ({"timeout": float("inf")}, ValueError, "timeout"),
+        ({"timeout": "30"}, TypeError, "timeout"),
+        ({"timeout": True}, TypeError, "timeout"),
+        ({"sandbox": "yes"}, TypeError, "sandbox"),
+        ({"allow_insecure_http": 1}, TypeError, "allow_insecure_http"),
+        ({"json_loads": "json"}, TypeError, "json_loads"),
+        ({"proxy": 8080}, TypeError, "proxy"),
+        ({"proxy": "proxy.local:3128"}, ValueError, "proxy"),
+        ({"login_url": 42}, TypeError, "login_url"),
+    ],
+)
+def test_options_validated(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        password_auth(**kwargs)
+
+
+def test_repr_hides_secrets() -> None:
+    auth = password_auth(login_url="https://acme.my.salesforce.com")
+    text = repr(auth)
+    assert text == (
+        "PasswordAuthenticator(username='testuser@salesforce.com', "
+        "login_url='https://acme.my.salesforce.com', instance_url=None)"
+    )
+    assert CONSUMER_KEY not in text
+    assert str(auth) == text
+    refresh = RefreshTokenAuthenticator(CONSUMER_KEY, CONSUMER_SECRET, REFRESH_TOKEN)
+    assert repr(refresh) == (
+        "RefreshTokenAuthenticator(login_url='https://login.salesforce.com', instance_url=None)"
+    )
+
+
+async def test_outgoing_before_and_after_a_token() -> None:
+    auth = password_auth()
+    headers: dict[str, str] = {}
+    payload: list[dict[str, Any]] = [{"channel": "/meta/handshake"}]
+    await auth.outgoing(payload, headers)
+    assert headers == {}
+    auth.access_token, auth.token_type = ACCESS_TOKEN, "Bearer"
+    await auth.outgoing(payload, headers)
+    assert headers == {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+    assert payload == [{"channel": "/meta/handshake"}]
+    await auth.incoming(payload, headers)
+    assert payload == [{"channel": "/meta/handshake"}]
+
+
+def test_http_instance_url_refused() -> None:
+    auth = password_auth()
+    with pytest.raises(AuthenticationError, match=r"instance_url .*allow_insecure_http=True"):
+        auth._apply_token_response({**TOKEN_RESPONSE, "instance_url": "http://na1.salesforce.com"})
+    assert auth.access_token is None
+
+
+# --- end to end against a local token endpoint --------------------------------------
+
+Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def _success(request: web.Request) -> web.StreamResponse:
+    host = request.host
+    return web.json_response(
+        {**TOKEN_RESPONSE, "instance_url": f"http://{host}", "token_type": "Bearer"}
+    )
+
+
+class TokenServer:
+    """A token endpoint that records the forms it receives and answers with *respond*."""
+
+    def __init__(self) -> None:
+        self.forms: list[dict[str, str]] = []
+        self.requests: list[web.Request] = []
+        self.respond: Responder = _success
+        self.release = asyncio.Event()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        self.forms.append({key: str(value) for key, value in form.items()})
+        self.requests.append(request)
+        return await self.respond(request)
+
+
+@pytest.fixture
+async def token_server() -> AsyncIterator[TokenServer]:
+    server = TokenServer()
+    app = web.Application()
+    app.router.add_post("/services/oauth2/token", server.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    server.url = f"http://{host}:{port}"
+    yield server
+    server.release.set()
+    await runner.cleanup()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+async def test_password_flow(token_server: TokenServer) -> None:
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    await auth.authenticate()
+
+    assert token_server.forms == [
+        {
+            "grant_type": "password",
+            "client_id": CONSUMER_KEY,
+            "client_secret": CONSUMER_SECRET,
+            "username": USERNAME,
+            "password": PASSWORD,
+        }
+    ]
+    request = token_server.requests[0]
+    assert request.content_type == "application/x-www-form-urlencoded"
+    assert request.headers["Accept"] == "application/json"
+    assert auth.access_token == ACCESS_TOKEN
+    assert auth.token_type == "Bearer"
+    assert auth.instance_url == token_server.url
+    assert auth.id == TOKEN_RESPONSE["id"]
+    assert auth.signature == SIGNATURE
+    assert auth.issued_at == "1278448832702"
+
+    headers: dict[str, str] = {}
+    await auth.outgoing([], headers)
+    assert headers == {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+
+
+async def test_missing_token_type_defaults_to_bearer(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response({**TOKEN_RESPONSE, "instance_url": f"http://{request.host}"})
+
+    token_server.respond = respond
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    await auth.authenticate()
+    assert auth.token_type == "Bearer"
+
+
+async def test_refresh_flow_keeps_a_rotated_refresh_token(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {
+                **TOKEN_RESPONSE,
+                "instance_url": f"http://{request.host}",
+                "refresh_token": f"rotated-{len(token_server.forms)}",
+            }
+        )
+
+    token_server.respond = respond
+    auth = RefreshTokenAuthenticator(
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        REFRESH_TOKEN,
+        login_url=token_server.url,
+        allow_insecure_http=True,
+    )
+    await auth.authenticate()
+    await auth.authenticate()
+    assert [form["refresh_token"] for form in token_server.forms] == [REFRESH_TOKEN, "rotated-1"]
+    assert {form["grant_type"] for form in token_server.forms} == {"refresh_token"}
+    assert auth.access_token == ACCESS_TOKEN
+
+
+async def test_salesforce_error(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"error": "invalid_grant", "error_description": "authentication failure"}, status=400
+        )
+
+    token_server.respond = respond
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    with pytest.raises(AuthenticationError) as caught:
+        await auth.authenticate()
+    assert caught.value.status == 400
+    assert caught.value.error == "invalid_grant"
+    assert caught.value.error_description == "authentication failure"
+    assert auth.access_token is None
+
+
+async def test_html_error_page(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=502, text=HTML_502, content_type="text/html")
+
+    token_server.respond = respond
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    with pytest.raises(AuthenticationError, match="HTTP 502 with text/html") as caught:
+        await auth.authenticate()
+    assert caught.value.status == 502
+    assert_no_secret(str(caught.value))
+
+
+async def test_failed_refresh_keeps_the_previous_token(token_server: TokenServer) -> None:
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    await auth.authenticate()
+
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"access_token": "new"})  # no instance_url
+
+    token_server.respond = respond
+    with pytest.raises(AuthenticationError, match="lacks instance_url"):
+        await auth.authenticate()
+    assert auth.access_token == ACCESS_TOKEN
+    assert auth.instance_url == token_server.url
+
+
+@pytest.mark.parametrize("instance_url", ["ftp://na1.salesforce.com", "na1.salesforce.com"])
+async def test_unusable_instance_url(token_server: TokenServer, instance_url: str) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response({**TOKEN_RESPONSE, "instance_url": instance_url})
+
+    token_server.respond = respond
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    with pytest.raises(AuthenticationError, match="instance_url"):
+        await auth.authenticate()
+    assert auth.access_token is None
+
+
+async def test_network_failure() -> None:
+    url = closed_port_url()
+    auth = password_auth(login_url=url, allow_insecure_http=True)
+    with pytest.raises(AuthenticationError, match=r"token request to .* failed") as caught:
+        await auth.authenticate()
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+    assert caught.value.status is None
+    assert_no_secret(str(caught.value))
+
+
+async def test_tls_to_a_plain_http_server_fails_cleanly(token_server: TokenServer) -> None:
+    auth = password_auth(login_url=token_server.url.replace("http://", "https://"))
+    with pytest.raises(AuthenticationError, match="failed") as caught:
+        await auth.authenticate()
+    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+
+
+async def test_timeout(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        await token_server.release.wait()
+        return web.json_response(TOKEN_RESPONSE)
+
+    token_server.respond = respond
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True, timeout=0.2)
+    with pytest.raises(AuthenticationError, match=r"timed out after 0\.2 s") as caught:
+        await auth.authenticate()
+    assert isinstance(caught.value.__cause__, asyncio.TimeoutError)
+
+
+async def test_proxy_is_used(token_server: TokenServer) -> None:
+    # The proxy receives the absolute-form request for the (unresolvable) login host.
+    auth = password_auth(
+        login_url="http://login.example.invalid",
+        allow_insecure_http=True,
+        proxy=token_server.url,
+    )
+    await auth.authenticate()
+    assert token_server.requests[0].host == "login.example.invalid"
+    assert token_server.forms[0]["grant_type"] == "password"
+
+
+async def test_custom_json_loads_is_used(token_server: TokenServer) -> None:
+    calls: list[str] = []
+
+    def loads(text: str) -> Any:
+        calls.append(text)
+        return json.loads(text)
+
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True, json_loads=loads)
+    await auth.authenticate()
+    assert len(calls) == 1
+
+
+async def test_secrets_never_leak(
+    token_server: TokenServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    await auth.authenticate()
+    texts = [repr(auth), str(auth)]
+
+    # A misbehaving endpoint echoes the secrets back in its error answer.
+    async def respond(request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        return web.json_response(
+            {
+                "error": f"invalid_grant {form['client_secret']!s}",
+                "error_description": f"bad password {form['password']!s} for {ACCESS_TOKEN}",
+            },
+            status=400,
+        )
+
+    token_server.respond = respond
+    with pytest.raises(AuthenticationError) as caught:
+        await auth.authenticate()
+    error = caught.value
+    assert error.status == 400
+    assert error.error == "invalid_grant <redacted>"
+    assert error.error_description == "bad password <redacted> for <redacted>"
+    texts += [str(error), repr(error), str(error.error), str(error.error_description)]
+
+    refresh = RefreshTokenAuthenticator(
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        REFRESH_TOKEN,
+        login_url=closed_port_url(),
+        allow_insecure_http=True,
+    )
+    with pytest.raises(AuthenticationError) as network:
+        await refresh.authenticate()
+    texts += [str(network.value), repr(refresh)]
+
+    messages = [record.getMessage() for record in caplog.records]
+    assert f"requesting token from {token_server.url}/services/oauth2/token" in messages
+    assert f"token obtained for instance {token_server.url}" in messages
+    texts += messages
+    texts += [str(record.args) for record in caplog.records]
+    for text in texts:
+        assert_no_secret(text)
+
+
+def test_proxy_credentials_are_allowed_but_hidden() -> None:
+    auth = password_auth(proxy=f"http://user:{PASSWORD}@proxy.local:3128")
+    assert auth.proxy == f"http://user:{PASSWORD}@proxy.local:3128"
+    assert PASSWORD in auth._secrets()
+    assert_no_secret(repr(auth))
+    with pytest.raises(ValueError, match="credentials") as caught:
+        password_auth(proxy=f"ftp://user:{PASSWORD}@proxy.local:3128")
+    assert PASSWORD not in str(caught.value)
+
+
+async def test_proxy_failure_hides_proxy_password() -> None:
+    proxy = closed_port_url().replace("http://", f"http://user:{CONSUMER_SECRET}@")
+    auth = password_auth(proxy=proxy)
+    with pytest.raises(AuthenticationError, match="failed") as caught:
+        await auth.authenticate()
+    assert_no_secret(str(caught.value))
+
+
+async def test_short_secrets_do_not_garble_messages() -> None:
+    auth = PasswordAuthenticator(
+        "k", "s", "u", "p", login_url=closed_port_url(), allow_insecure_http=True
+    )
+    with pytest.raises(AuthenticationError) as caught:
+        await auth.authenticate()
+    assert "token request to http://127.0.0.1:" in str(caught.value)
+    assert "<redacted>" not in str(caught.value)

@@ -1,0 +1,661 @@
+"""Tests for aiosfstream.replay: markers, dates, storages and the subscribe hook."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import pickle
+import shelve
+from collections import OrderedDict
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aiosfstream.exceptions import ReplayError
+from aiosfstream.replay import (
+    ConstantReplayId,
+    DefaultMappingStorage,
+    MappingStorage,
+    ReplayMarker,
+    ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+    is_newer,
+    marker_from_message,
+    parse_marker_date,
+    storage_from,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aiosfstream.typing import Message
+
+# --- messages as the protocol reference shows them (section 5) ----------------------
+
+PUSH_TOPIC: Message = {
+    "channel": "/topic/InvoiceStatementUpdates",
+    "data": {
+        "event": {"createdDate": "2016-03-29T16:40:08.208Z", "replayId": 13, "type": "created"},
+        "sobject": {"Name": "INV-0001", "Id": "a00D0000008o6y8IAA", "Status__c": "Open"},
+    },
+}
+# Before API 37.0 PushTopic dates ended in +0000 instead of Z.
+PUSH_TOPIC_OLD: Message = {
+    "channel": "/topic/InvoiceStatementUpdates",
+    "data": {
+        "event": {"createdDate": "2016-03-29T16:40:08.208+0000", "replayId": 13, "type": "created"},
+        "sobject": {"Name": "INV-0001"},
+    },
+}
+GENERIC: Message = {
+    "clientId": "a1ps4wpe52qytvcvbsko09tapc",
+    "data": {
+        "event": {"createdDate": "2016-03-29T19:05:28.334Z", "replayId": 55},
+        "payload": "This is a message.",
+    },
+    "channel": "/u/TestStreaming",
+}
+PLATFORM_EVENT: Message = {
+    "data": {
+        "schema": "dffQ2QLzDNHqwB8_sHMxdA",
+        "payload": {
+            "CreatedDate": "2017-04-09T18:31:40.517Z",
+            "CreatedById": "005D0000001cSZs",
+            "Printer_Model__c": "XZO-5",
+            "Serial_Number__c": "12345",
+            "Ink_Percentage__c": 0.2,
+        },
+        "event": {"EventUuid": "2ec0e371-1395-457f-9275-be1b527a72f7", "replayId": 2},
+    },
+    "channel": "/event/Low_Ink__e",
+}
+PLATFORM_EVENT_NO_MILLIS: Message = {
+    "data": {
+        "schema": "dffQ2QLzDNHqwB8_sHMxdA",
+        "payload": {"CreatedDate": "2017-04-09T18:31:40Z", "CreatedById": "005D0000001cSZs"},
+        "event": {"replayId": 2},
+    },
+    "channel": "/event/Low_Ink__e",
+}
+# The earliest documented form: schema inside event, null ReplayId and Id in the payload.
+PLATFORM_EVENT_EARLIEST: Message = {
+    "data": {
+        "payload": {
+            "CreatedDate": "2017-04-09T18:31:40Z",
+            "ReplayId": None,
+            "Id": None,
+            "Printer_Model__c": "XZO-5",
+        },
+        "event": {"schema": "dffQ2QLzDNHqwB8_sHMxdA", "replayId": 1},
+    },
+    "channel": "/event/Low_Ink__e",
+}
+CHANGE_EVENT: Message = {
+    "data": {
+        "schema": "IeRuaY6cbI_HsV8Rv1Mc5g",
+        "payload": {
+            "ChangeEventHeader": {
+                "entityName": "Account",
+                "recordIds": ["<record_ID>"],
+                "changeType": "CREATE",
+                "changeOrigin": "com.salesforce.core",
+                "transactionKey": "001b7375-0086-250e-e6ca-b99bc3a8b69f",
+                "sequenceNumber": 1,
+                "isTransactionEnd": True,
+                "commitTimestamp": 1501010206653,
+                "commitNumber": 92847272780,
+                "commitUser": "<User_ID>",
+            },
+            "Name": "Acme",
+            "OwnerId": "<Owner_ID>",
+            "CreatedDate": "2017-07-25T19:16:44Z",
+            "CreatedById": "<User_ID>",
+            "LastModifiedDate": "2017-07-25T19:16:44Z",
+            "LastModifiedById": "<User_ID>",
+        },
+        "event": {"replayId": 6421},
+    },
+    "channel": "/data/ChangeEvents",
+}
+
+
+def event_message(channel: str, replay_id: int, created: str) -> Message:
+    """A minimal PushTopic-shaped event."""
+    return {
+        "channel": channel,
+        "data": {"event": {"createdDate": created, "replayId": replay_id}, "sobject": {}},
+    }
+
+
+def subscribe(subscription: str, **fields: Any) -> Message:
+    return {
+        "channel": "/meta/subscribe",
+        "clientId": "41kdiuvgig2tfxdh9weakuiwyh",
+        "subscription": subscription,
+        **fields,
+    }
+
+
+# --- marker_from_message ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        pytest.param(
+            PUSH_TOPIC, ReplayMarker("2016-03-29T16:40:08.208000+00:00", 13), id="pushtopic"
+        ),
+        pytest.param(
+            PUSH_TOPIC_OLD,
+            ReplayMarker("2016-03-29T16:40:08.208000+00:00", 13),
+            id="pushtopic+0000",
+        ),
+        pytest.param(GENERIC, ReplayMarker("2016-03-29T19:05:28.334000+00:00", 55), id="generic"),
+        pytest.param(
+            PLATFORM_EVENT, ReplayMarker("2017-04-09T18:31:40.517000+00:00", 2), id="platform-event"
+        ),
+        pytest.param(
+            PLATFORM_EVENT_NO_MILLIS,
+            ReplayMarker("2017-04-09T18:31:40.000000+00:00", 2),
+            id="platform-event-no-millis",
+        ),
+        pytest.param(
+            PLATFORM_EVENT_EARLIEST,
+            ReplayMarker("2017-04-09T18:31:40.000000+00:00", 1),
+            id="platform-event-earliest",
+        ),
+        # commitTimestamp wins over the record's own CreatedDate.
+        pytest.param(
+            CHANGE_EVENT, ReplayMarker("2017-07-25T19:16:46.653000+00:00", 6421), id="cdc"
+        ),
+    ],
+)
+def test_marker_from_message(message: Message, expected: ReplayMarker) -> None:
+    original = copy.deepcopy(message)
+    assert marker_from_message(message) == expected
+    assert message == original
+
+
+def test_marker_without_date_is_not_an_error() -> None:
+    message: Message = {
+        "channel": "/event/Foo__e",
+        "data": {"event": {"replayId": 7}, "payload": {}},
+    }
+    assert marker_from_message(message) == ReplayMarker("", 7)
+
+
+def test_marker_with_unreadable_date_has_no_date() -> None:
+    message = event_message("/topic/Foo", 7, "yesterday-ish")
+    assert marker_from_message(message) == ReplayMarker("", 7)
+
+
+def test_cdc_update_without_created_date_uses_commit_timestamp() -> None:
+    message = copy.deepcopy(CHANGE_EVENT)
+    del message["data"]["payload"]["CreatedDate"]
+    message["data"]["payload"]["ChangeEventHeader"]["changeType"] = "UPDATE"
+    assert marker_from_message(message).date == "2017-07-25T19:16:46.653000+00:00"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param({"channel": "/topic/Foo", "data": {"event": {}}}, id="no-replay-id"),
+        pytest.param({"channel": "/topic/Foo", "data": {}}, id="no-event"),
+        pytest.param({"channel": "/topic/Foo"}, id="no-data"),
+        pytest.param({"channel": "/topic/Foo", "data": "text"}, id="data-not-object"),
+        pytest.param({"channel": "/topic/Foo", "data": {"event": {"replayId": "13"}}}, id="str-id"),
+        pytest.param(
+            {"channel": "/topic/Foo", "data": {"event": {"replayId": True}}}, id="bool-id"
+        ),
+    ],
+)
+def test_marker_without_replay_id_names_the_channel(message: Message) -> None:
+    with pytest.raises(ReplayError, match="/topic/Foo"):
+        marker_from_message(message)
+
+
+# --- dates --------------------------------------------------------------------------
+
+
+def test_equivalent_dates_parse_equal() -> None:
+    forms = [
+        "2017-07-25T19:16:46.653Z",
+        "2017-07-25T19:16:46.653+0000",
+        "2017-07-25T19:16:46.653+00:00",
+        "2017-07-25T21:16:46.653+02:00",
+        "2017-07-25T19:16:46.653000+00:00",
+        "1501010206653",
+    ]
+    parsed = {parse_marker_date(form) for form in forms}
+    assert parsed == {datetime(2017, 7, 25, 19, 16, 46, 653000, tzinfo=timezone.utc)}
+
+
+def test_dates_with_and_without_millis() -> None:
+    assert parse_marker_date("2017-04-09T18:31:40Z") == parse_marker_date(
+        "2017-04-09T18:31:40.000+0000"
+    )
+    assert parse_marker_date("2017-04-09T18:31:40.001Z") > parse_marker_date(  # type: ignore[operator]
+        "2017-04-09T18:31:40Z"
+    )
+
+
+def test_naive_date_is_utc() -> None:
+    assert parse_marker_date("2017-04-09T18:31:40") == datetime(
+        2017, 4, 9, 18, 31, 40, tzinfo=timezone.utc
+    )
+
+
+@pytest.mark.parametrize("date", ["", "   ", "not a date", "2017-13-45T99:00:00Z"])
+def test_unreadable_dates(date: str) -> None:
+    assert parse_marker_date(date) is None
+
+
+def test_epoch_millis_and_iso_markers_compare_as_dates() -> None:
+    # P8: "1501010206653" must not be compared with an ISO string as text.
+    cdc_stringified = ReplayMarker("1501010206653", 6421)  # as 0.5 stored CDC markers
+    later_iso = ReplayMarker("2017-07-25T19:16:47Z", 6422)
+    earlier_iso = ReplayMarker("2017-07-25T19:16:46Z", 6420)
+    assert is_newer(later_iso, cdc_stringified)
+    assert not is_newer(earlier_iso, cdc_stringified)
+    assert is_newer(cdc_stringified, earlier_iso)
+
+
+# --- is_newer -----------------------------------------------------------------------
+
+
+def test_is_newer() -> None:
+    old = ReplayMarker("2016-03-29T16:40:08.208000+00:00", 13)
+    new = ReplayMarker("2016-03-29T16:40:09.000000+00:00", 14)
+    assert is_newer(old, None)
+    assert is_newer(new, old)
+    assert not is_newer(old, new)
+    assert not is_newer(old, old)
+
+
+def test_is_newer_equal_dates_compare_replay_ids() -> None:
+    first = ReplayMarker("2016-03-29T16:40:08.208Z", 13)
+    second = ReplayMarker("2016-03-29T16:40:08.208+0000", 14)
+    assert is_newer(second, first)
+    assert not is_newer(first, second)
+
+
+def test_is_newer_date_wins_over_replay_id() -> None:
+    # Replay ids are opaque; after an org migration a newer event may have a lower id.
+    older = ReplayMarker("2016-03-29T16:40:08Z", 900)
+    newer = ReplayMarker("2016-03-29T16:40:09Z", 5)
+    assert is_newer(newer, older)
+    assert not is_newer(older, newer)
+
+
+def test_is_newer_missing_dates_count_as_newer() -> None:
+    dated = ReplayMarker("2016-03-29T16:40:08Z", 13)
+    undated = ReplayMarker("", 12)
+    assert is_newer(undated, dated)
+    assert is_newer(dated, undated)
+    assert is_newer(ReplayMarker("", 1), ReplayMarker("", 2))
+
+
+# --- outgoing hook ------------------------------------------------------------------
+
+
+async def test_outgoing_inserts_replay_ids() -> None:
+    storage = MappingStorage({"/topic/foo": ReplayMarker("2016-03-29T16:40:08Z", 13)})
+    payload = [
+        subscribe("/topic/foo"),
+        subscribe("/topic/bar"),
+        {"channel": "/meta/connect", "clientId": "x", "connectionType": "long-polling"},
+    ]
+    await storage.outgoing(payload, {})
+    assert payload[0]["ext"] == {"replay": {"/topic/foo": 13}}
+    assert payload[1]["ext"] == {"replay": {"/topic/bar": ReplayOption.NEW_EVENTS}}
+    assert "ext" not in payload[2]
+
+
+async def test_outgoing_merges_with_existing_ext() -> None:
+    storage = MappingStorage({"/topic/foo": ReplayMarker("2016-03-29T16:40:08Z", 13)})
+    payload = [
+        subscribe("/topic/foo", ext={"other": True}),
+        subscribe("/topic/foo", ext={"replay": {"/topic/elsewhere": 4}}),
+    ]
+    await storage.outgoing(payload, {})
+    assert payload[0]["ext"] == {"other": True, "replay": {"/topic/foo": 13}}
+    assert payload[1]["ext"] == {"replay": {"/topic/elsewhere": 4, "/topic/foo": 13}}
+
+
+async def test_outgoing_respects_a_forced_replay_id() -> None:
+    storage = MappingStorage({"/topic/foo": ReplayMarker("2016-03-29T16:40:08Z", 13)})
+    message = subscribe("/topic/foo", ext={"replay": {"/topic/foo": ReplayOption.ALL_EVENTS}})
+    await storage.outgoing([message], {})
+    assert message["ext"] == {"replay": {"/topic/foo": -2}}
+
+
+async def test_outgoing_ignores_other_channels_and_malformed_subscribes() -> None:
+    storage = ConstantReplayId(ReplayOption.ALL_EVENTS)
+    handshake: Message = {"channel": "/meta/handshake", "ext": {"replay": True}}
+    no_subscription: Message = {"channel": "/meta/subscribe"}
+    event = event_message("/topic/foo", 1, "2016-03-29T16:40:08Z")
+    payload = [handshake, no_subscription, event]
+    original = copy.deepcopy(payload)
+    await storage.outgoing(payload, {})
+    assert payload == original
+
+
+async def test_outgoing_filtered_pushtopic_uses_channel_marker() -> None:
+    storage = MappingStorage({"/topic/foo": ReplayMarker("2016-03-29T16:40:08Z", 13)})
+    message = subscribe("/topic/foo?Type=Technology Partner")
+    await storage.outgoing([message], {})
+    assert message["ext"] == {"replay": {"/topic/foo?Type=Technology Partner": 13}}
+
+
+async def test_incoming_changes_nothing() -> None:
+    storage = MappingStorage({})
+    payload = [copy.deepcopy(PUSH_TOPIC)]
+    await storage.incoming(payload)
+    assert payload == [PUSH_TOPIC]
+    assert storage.mapping == {}
+
+
+# --- MappingStorage -----------------------------------------------------------------
+
+
+async def test_mapping_storage_with_dict() -> None:
+    mapping: dict[str, Any] = {}
+    storage = MappingStorage(mapping)
+    assert await storage.get_replay_marker("/topic/InvoiceStatementUpdates") is None
+    assert await storage.get_replay_id("/topic/InvoiceStatementUpdates") == -1
+
+    await storage.store_message(PUSH_TOPIC)
+    marker = ReplayMarker("2016-03-29T16:40:08.208000+00:00", 13)
+    assert mapping == {"/topic/InvoiceStatementUpdates": marker}
+    assert await storage.get_replay_marker("/topic/InvoiceStatementUpdates") == marker
+    assert await storage.get_replay_id("/topic/InvoiceStatementUpdates") == 13
+
+
+async def test_mapping_storage_with_ordered_dict() -> None:
+    storage = storage_from(OrderedDict())
+    assert isinstance(storage, MappingStorage)
+    await storage.store_message(CHANGE_EVENT)
+    assert await storage.get_replay_id("/data/ChangeEvents") == 6421
+
+
+async def test_store_never_moves_the_marker_back() -> None:
+    storage = MappingStorage({})
+    newer = event_message("/topic/foo", 20, "2016-03-29T16:40:10Z")
+    older = event_message("/topic/foo", 19, "2016-03-29T16:40:09Z")
+    await storage.store_message(newer)
+    await storage.store_message(older)
+    assert await storage.get_replay_id("/topic/foo") == 20
+
+
+async def test_store_message_without_channel() -> None:
+    storage = MappingStorage({})
+    with pytest.raises(ReplayError, match="no channel"):
+        await storage.store_message({"data": {"event": {"replayId": 1}}})
+
+
+async def test_store_message_without_replay_id_stores_nothing() -> None:
+    mapping: dict[str, Any] = {}
+    storage = MappingStorage(mapping)
+    with pytest.raises(ReplayError, match="/topic/foo"):
+        await storage.store_message({"channel": "/topic/foo", "data": {"event": {}}})
+    assert mapping == {}
+
+
+async def test_store_cdc_after_stringified_epoch_marker() -> None:
+    # A marker written by 0.5 (epoch millis as a string) is still ordered correctly.
+    storage = MappingStorage({"/data/ChangeEvents": ReplayMarker("1501010206000", 6400)})
+    await storage.store_message(CHANGE_EVENT)
+    assert await storage.get_replay_id("/data/ChangeEvents") == 6421
+
+
+async def test_mapping_storage_with_shelve(tmp_path: Path) -> None:
+    path = str(tmp_path / "replay.db")
+    with shelve.open(path) as shelf:
+        storage = MappingStorage(shelf)
+        await storage.store_message(PUSH_TOPIC)
+        await storage.store_message(PLATFORM_EVENT)
+    with shelve.open(path) as shelf:
+        storage = MappingStorage(shelf)
+        assert await storage.get_replay_marker("/topic/InvoiceStatementUpdates") == ReplayMarker(
+            "2016-03-29T16:40:08.208000+00:00", 13
+        )
+        assert await storage.get_replay_id("/event/Low_Ink__e") == 2
+        assert await storage.get_replay_id("/topic/unknown") == ReplayOption.NEW_EVENTS
+        message = subscribe("/event/Low_Ink__e")
+        await storage.outgoing([message], {})
+        assert message["ext"] == {"replay": {"/event/Low_Ink__e": 2}}
+
+
+def test_replay_marker_pickles_like_version_0_5() -> None:
+    # 0.5 stored ``namedtuple("ReplayMarker", "date, replay_id")`` in shelves with pickle
+    # protocol 3; those bytes must still load.
+    stored = (
+        b"\x80\x03caiosfstream.replay\nReplayMarker\nq\x00X\x18\x00\x00\x00"
+        b"2016-03-29T16:40:08.208Zq\x01K\r\x86q\x02\x81q\x03."
+    )
+    marker = pickle.loads(stored)
+    assert marker == ReplayMarker("2016-03-29T16:40:08.208Z", 13)
+    assert type(marker) is ReplayMarker
+    assert pickle.dumps(marker, protocol=3) == stored
+
+
+async def test_mapping_storage_accepts_marker_shaped_values() -> None:
+    storage = MappingStorage(
+        {
+            "/topic/tuple": ("2016-03-29T16:40:08Z", 1),
+            "/topic/list": ["2016-03-29T16:40:08Z", 2],
+            "/topic/dict": {"date": "2016-03-29T16:40:08Z", "replay_id": 3},
+        }
+    )
+    assert await storage.get_replay_marker("/topic/tuple") == ReplayMarker(
+        "2016-03-29T16:40:08Z", 1
+    )
+    assert await storage.get_replay_id("/topic/list") == 2
+    assert await storage.get_replay_id("/topic/dict") == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [42, "2016-03-29T16:40:08Z", ("2016-03-29T16:40:08Z",), (13, "2016"), ("d", True), object()],
+)
+async def test_mapping_storage_rejects_other_values(value: object) -> None:
+    storage = MappingStorage({"/topic/foo": value})
+    with pytest.raises(ReplayError, match="/topic/foo"):
+        await storage.get_replay_marker("/topic/foo")
+
+
+@pytest.mark.parametrize("mapping", [None, [], "text", {"a": 1}.items(), frozenset()])
+def test_mapping_storage_type_check(mapping: Any) -> None:
+    with pytest.raises(TypeError, match="MutableMapping"):
+        MappingStorage(mapping)
+
+
+# --- DefaultMappingStorage and ConstantReplayId -------------------------------------
+
+
+async def test_default_mapping_storage() -> None:
+    mapping: dict[str, Any] = {}
+    storage = DefaultMappingStorage(mapping, ReplayOption.ALL_EVENTS)
+    assert storage.default_id is ReplayOption.ALL_EVENTS
+    assert await storage.get_replay_id("/topic/foo") == -2
+    await storage.store_message(event_message("/topic/foo", 5, "2016-03-29T16:40:08Z"))
+    assert await storage.get_replay_id("/topic/foo") == 5
+    message = subscribe("/topic/bar")
+    await storage.outgoing([message], {})
+    assert message["ext"] == {"replay": {"/topic/bar": -2}}
+
+
+@pytest.mark.parametrize("default_id", [-1, -2, 0, 12345])
+def test_default_ids_accepted(default_id: int) -> None:
+    assert DefaultMappingStorage({}, default_id).default_id == default_id
+    assert ConstantReplayId(default_id).default_id == default_id
+
+
+def test_plain_option_ints_become_replay_options() -> None:
+    assert ConstantReplayId(-1).default_id is ReplayOption.NEW_EVENTS
+    assert DefaultMappingStorage({}, -2).default_id is ReplayOption.ALL_EVENTS
+
+
+@pytest.mark.parametrize(
+    ("default_id", "error"),
+    [(True, TypeError), ("-1", TypeError), (1.0, TypeError), (None, TypeError), (-3, ValueError)],
+)
+def test_default_ids_rejected(default_id: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="default_id"):
+        DefaultMappingStorage({}, default_id)
+    with pytest.raises(error, match="default_id"):
+        ConstantReplayId(default_id)
+
+
+async def test_constant_replay_id() -> None:
+    storage = ConstantReplayId(ReplayOption.ALL_EVENTS)
+    await storage.store_message(PUSH_TOPIC)
+    assert await storage.get_replay_marker("/topic/InvoiceStatementUpdates") is None
+    assert await storage.get_replay_id("/topic/InvoiceStatementUpdates") == -2
+    message = subscribe("/topic/InvoiceStatementUpdates")
+    await storage.outgoing([message], {})
+    assert message["ext"] == {"replay": {"/topic/InvoiceStatementUpdates": -2}}
+
+
+# --- storage_from -------------------------------------------------------------------
+
+
+def test_storage_from() -> None:
+    constant = storage_from(ReplayOption.ALL_EVENTS)
+    assert isinstance(constant, ConstantReplayId)
+    assert constant.default_id is ReplayOption.ALL_EVENTS
+
+    mapping: dict[str, Any] = {}
+    wrapped = storage_from(mapping)
+    assert isinstance(wrapped, MappingStorage)
+    assert wrapped.mapping is mapping
+
+    custom = DefaultMappingStorage({}, ReplayOption.ALL_EVENTS)
+    assert storage_from(custom) is custom
+
+
+@pytest.mark.parametrize(
+    ("replay", "match"),
+    [
+        (-1, "ReplayOption.NEW_EVENTS"),
+        (-2, "not the int -2"),
+        (42, "ConstantReplayId"),
+        (True, "ReplayOption"),
+        (None, "NoneType"),
+        ("/topic/foo", "str"),
+        ([("a", 1)], "list"),
+    ],
+)
+def test_storage_from_rejects(replay: object, match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        storage_from(replay)
+
+
+# --- a user's own storage, as in the docs -------------------------------------------
+
+
+class MyReplayMarkerStorage(ReplayMarkerStorage):
+    """Like the docs' example; its "database" is a list of rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, ReplayMarker]] = []
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        await asyncio.sleep(0)  # a database call would yield here
+        self.rows.append((subscription, replay_marker))
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        await asyncio.sleep(0)
+        for channel, marker in reversed(self.rows):
+            if channel == subscription:
+                return marker
+        return None
+
+
+async def test_custom_storage() -> None:
+    storage = MyReplayMarkerStorage()
+    assert storage_from(storage) is storage
+    assert await storage.get_replay_id("/event/Low_Ink__e") == ReplayOption.NEW_EVENTS
+    await storage.store_message(PLATFORM_EVENT_NO_MILLIS)
+    await storage.store_message(PLATFORM_EVENT)  # same id, later date (millis)
+    assert storage.rows == [
+        ("/event/Low_Ink__e", ReplayMarker("2017-04-09T18:31:40.000000+00:00", 2)),
+        ("/event/Low_Ink__e", ReplayMarker("2017-04-09T18:31:40.517000+00:00", 2)),
+    ]
+    message = subscribe("/event/Low_Ink__e")
+    await storage.outgoing([message], {})
+    assert message["ext"] == {"replay": {"/event/Low_Ink__e": 2}}
+    assert repr(storage) == "MyReplayMarkerStorage(default_id=<ReplayOption.NEW_EVENTS: -1>)"
+
+
+async def test_concurrent_stores_keep_the_newest() -> None:
+    storage = MyReplayMarkerStorage()
+    messages = [event_message("/topic/foo", i, f"2016-03-29T16:40:{i:02d}Z") for i in range(10, 30)]
+    await asyncio.gather(*(storage.store_message(m) for m in reversed(messages)))
+    assert await storage.get_replay_id("/topic/foo") == 29
+
+
+def test_storage_usable_across_event_loops() -> None:
+    storage = MappingStorage({})
+    asyncio.run(storage.store_message(event_message("/topic/foo", 1, "2016-03-29T16:40:01Z")))
+    asyncio.run(storage.store_message(event_message("/topic/foo", 2, "2016-03-29T16:40:02Z")))
+    assert storage.mapping["/topic/foo"].replay_id == 2
+
+
+def test_policy_values() -> None:
+    assert {policy.name for policy in ReplayMarkerStoragePolicy} == {"AUTOMATIC", "MANUAL"}
+
+
+def test_replay_option_values() -> None:
+    assert int(ReplayOption.NEW_EVENTS) == -1
+    assert int(ReplayOption.ALL_EVENTS) == -2
+
+
+# --- property: the stored marker is the newest one ----------------------------------
+
+_instants = st.datetimes(
+    min_value=datetime(2015, 1, 1), max_value=datetime(2035, 1, 1), timezones=st.just(timezone.utc)
+).map(lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+
+
+def _format(moment: datetime, form: int) -> str:
+    if form == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if form == 1:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+    if form == 2:
+        shifted = moment.astimezone(timezone(timedelta(hours=-7)))
+        return shifted.isoformat(timespec="milliseconds")
+    return str((moment - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1))
+
+
+@settings(deadline=None)
+@given(
+    st.lists(
+        st.tuples(_instants, st.integers(min_value=0, max_value=10**9), st.integers(0, 3)),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_stored_marker_is_always_the_newest(events: list[tuple[datetime, int, int]]) -> None:
+    storage = MappingStorage({})
+
+    async def store_all() -> None:
+        for moment, replay_id, form in events:
+            await storage.store_marker("/topic/foo", ReplayMarker(_format(moment, form), replay_id))
+
+    asyncio.run(store_all())
+    newest = max((moment, replay_id) for moment, replay_id, _ in events)
+    stored = storage.mapping["/topic/foo"]
+    assert (parse_marker_date(stored.date), stored.replay_id) == newest
+
+
+@settings(deadline=None)
+@given(_instants, st.integers(0, 3))
+def test_every_date_form_normalises_to_one_string(moment: datetime, form: int) -> None:
+    message = event_message("/topic/foo", 1, _format(moment, form))
+    assert marker_from_message(message).date == moment.isoformat(timespec="microseconds")
