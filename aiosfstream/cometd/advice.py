@@ -17,9 +17,15 @@ class Reconnect(str, enum.Enum):
     NONE = "none"
 
 
+#: Durations above this (one day, in milliseconds) are junk, not advice.
+_MAX_MILLISECONDS = 86_400_000
+
+
 def _seconds(value: Any, default: float) -> float:
     """Convert an advice field in milliseconds to float seconds, ignoring junk."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    if not 0 <= value <= _MAX_MILLISECONDS:  # also rejects NaN
         return default
     return float(value) / 1000.0
 

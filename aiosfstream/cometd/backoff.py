@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,10 +27,10 @@ class Backoff:
     _attempt: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
-        if not 0 < self.initial <= self.cap:
-            raise ValueError("Backoff needs 0 < initial <= cap")
-        if self.factor < 1:
-            raise ValueError("Backoff factor must be at least 1")
+        if not 0 < self.initial <= self.cap < math.inf:
+            raise ValueError("Backoff needs 0 < initial <= cap < infinity")
+        if not 1 <= self.factor < math.inf:
+            raise ValueError("Backoff factor must be a finite number of at least 1")
 
     def next_delay(self, minimum: float = 0.0, *, scale: float = 1.0) -> float:
         """Return the delay before the next attempt, never below *minimum*.
@@ -37,6 +38,8 @@ class Backoff:
         :param minimum: a floor, such as the server's advice ``interval``
         :param scale: multiplies the ceiling, for errors that deserve a longer pause
         """
+        if not 0 < scale < math.inf:
+            raise ValueError(f"scale must be a positive finite number, got {scale!r}")
         ceiling = min(self.cap, self.initial * scale * self.factor**self._attempt)
         if ceiling < self.cap:
             self._attempt += 1

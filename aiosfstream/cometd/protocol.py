@@ -227,6 +227,10 @@ class BayeuxProtocol:
 
     def handle_handshake(self, reply: Message) -> None:
         """Take in the handshake reply; raise :class:`ServerError` if it failed."""
+        if self._state is not State.HANDSHAKING:
+            raise ClientInvalidOperation(
+                f"cannot take a handshake reply in state {self._state.value}"
+            )
         if not reply.get("successful"):
             self._transition("handshake_failed")
             raise ServerError("Handshake failed", reply)

@@ -1,0 +1,1 @@
+"""Unit tests of the sans-I/O core of :mod:`aiosfstream.cometd`."""
