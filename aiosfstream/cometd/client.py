@@ -387,6 +387,7 @@ class Client:
     async def _on_unsolicited(self, payload: Payload) -> None:
         """Messages pushed by the server without a request (websocket)."""
         assert self._queue is not None
+        await self._apply_incoming(payload, {})
         incoming = self._protocol.sort(payload, ())
         self._on_events(incoming.events)
         self._queue.extend(incoming.events)
@@ -469,6 +470,8 @@ class Client:
         last_error: BaseException | None = None
         reauthenticated = False
         last_reply: Message | None = None
+        # Consecutive "handshake again" answers without a successful poll in between.
+        handshake_requests = 0
         while True:
             if action is Action.CONNECT and self._protocol.state is State.CONNECTED:
                 await self._queue.wait_for_room()
@@ -496,11 +499,14 @@ class Client:
                 delay = self._backoff.next_delay(self._protocol.advice.interval)
             else:
                 if reply is None or reply.get("successful"):
-                    if action is not Action.REAUTHENTICATE:
+                    # Only a successful poll proves the connection is back: a session
+                    # that handshakes but cannot poll must still back off and time out.
+                    if action is Action.CONNECT:
                         outage_since, last_error = None, None
                         self._backoff.reset()
                         reauthenticated = False
-                    else:
+                        handshake_requests = 0
+                    elif action is Action.REAUTHENTICATE:
                         reauthenticated = True
                     action = self._after_success(action)
                     delay = self._protocol.advice.interval if action is Action.CONNECT else 0.0
@@ -511,13 +517,21 @@ class Client:
                         raise ServerError(f"{reply.get('channel')} refused", reply)
                     outage_since = loop.time() if outage_since is None else outage_since
                     last_error = ServerError(f"{reply.get('channel')} refused", reply)
-                    delay = (
-                        0.0
-                        if action is Action.REAUTHENTICATE
-                        else self._backoff.next_delay(
+                    if action is Action.REAUTHENTICATE:
+                        delay = 0.0
+                    elif action is Action.HANDSHAKE and reply.get("channel") == MetaChannel.CONNECT:
+                        # The server is there and asks for a new session: no backoff the
+                        # first time; again and again would be a handshake storm.
+                        handshake_requests += 1
+                        delay = (
+                            self._protocol.advice.interval
+                            if handshake_requests == 1
+                            else self._backoff.next_delay(self._protocol.advice.interval)
+                        )
+                    else:
+                        delay = self._backoff.next_delay(
                             self._protocol.advice.interval, scale=self._backoff_scale(reply)
                         )
-                    )
             if delay > 0:
                 if outage_since is not None and self.connection_timeout is not None:
                     delay = min(delay, outage_since + self.connection_timeout - loop.time())

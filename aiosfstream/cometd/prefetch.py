@@ -20,17 +20,19 @@ class _Raise:
 
 
 class PrefetchQueue:
-    """A FIFO of messages with a soft limit and a terminal error.
+    """A FIFO of messages with a limit and a terminal error.
 
-    The connection waits for :meth:`wait_for_room` before it asks the server for
-    more, so at most *maxsize* messages wait in the queue, plus the rest of the
-    batch that was being received (a batch is never cut: that would lose events).
-    ``maxsize <= 0`` means no limit.
+    At most *maxsize* messages are ready for :meth:`get`; ``maxsize <= 0`` means no
+    limit. A batch that arrives while the queue is full is never cut (that would lose
+    events): its surplus waits in a backlog and moves up as messages are taken. The
+    connection waits for :meth:`wait_for_room`, which also waits for the backlog to
+    empty, before it asks the server for more.
     """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._items: deque[Message | _Raise] = deque()
+        self._backlog: deque[Message | _Raise] = deque()
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -39,21 +41,34 @@ class PrefetchQueue:
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def backlog_count(self) -> int:
+        """Messages received beyond the limit, waiting for room."""
+        return len(self._backlog)
+
     def full(self) -> bool:
         """Whether the connection should stop asking for more messages."""
-        return 0 < self.maxsize <= len(self._items)
+        return bool(self._backlog) or 0 < self.maxsize <= len(self._items)
 
     def extend(self, messages: list[Message]) -> None:
         """Append a received batch."""
-        if messages:
+        if not messages:
+            return
+        room = len(messages) if self.maxsize <= 0 else self.maxsize - len(self._items)
+        if room >= len(messages) and not self._backlog:
             self._items.extend(messages)
+        else:
+            room = max(room, 0) if not self._backlog else 0
+            self._items.extend(messages[:room])
+            self._backlog.extend(messages[room:])
+        if self._items:
             self._readable.set()
-            if self.full():
-                self._room.clear()
+        if self.full():
+            self._room.clear()
 
     def put_error(self, error: BaseException) -> None:
         """Queue an error that :meth:`get` raises when its turn comes."""
-        self._items.append(_Raise(error))
+        (self._backlog if self._backlog else self._items).append(_Raise(error))
         self._readable.set()
 
     def fail(self, error: BaseException) -> None:
@@ -80,6 +95,8 @@ class PrefetchQueue:
                 raise self._failure
             return None
         item = self._items.popleft()
+        if self._backlog:
+            self._items.append(self._backlog.popleft())
         if not self._items and self._failure is None:
             self._readable.clear()
         if not self.full():

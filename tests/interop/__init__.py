@@ -1,0 +1,1 @@
+"""Tests of the client against third-party Bayeux servers run under node."""

@@ -1,0 +1,115 @@
+"""Helpers shared by the client tests against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from aiosfstream.cometd import Client, ConnectionType, Extension
+
+if TYPE_CHECKING:
+    from aiosfstream.typing import Headers, Message, Payload
+
+#: Seconds a test waits for an event that should arrive at once.
+DELIVERY_TIMEOUT = 5.0
+
+
+class Recorder(Extension):
+    """An extension that keeps a copy of every message sent and received."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.received: list[Message] = []
+
+    async def outgoing(self, payload: Payload, headers: Headers) -> None:
+        self.sent.extend(copy.deepcopy(payload))
+
+    async def incoming(self, payload: Payload, headers: Headers | None = None) -> None:
+        self.received.extend(copy.deepcopy(payload))
+
+    def sent_on(self, channel: str) -> list[Message]:
+        return [message for message in self.sent if message.get("channel") == channel]
+
+    def received_on(self, channel: str) -> list[Message]:
+        return [message for message in self.received if message.get("channel") == channel]
+
+
+def subscriptions_of(messages: list[Message]) -> set[str]:
+    """The channels named by ``/meta/subscribe`` messages (one name or a list each)."""
+    channels: set[str] = set()
+    for message in messages:
+        subscription = message.get("subscription")
+        if isinstance(subscription, str):
+            channels.add(subscription)
+        elif isinstance(subscription, list):
+            channels.update(str(name) for name in subscription)
+    return channels
+
+
+async def receive(client: Client, timeout: float = DELIVERY_TIMEOUT) -> Message:
+    """The next event, failing the test instead of hanging when none comes."""
+    message: Message = await asyncio.wait_for(client.receive(), timeout)
+    return message
+
+
+async def assert_nothing_received(client: Client, wait: float = 0.5) -> None:
+    """Wait a little and check that no event arrived meanwhile."""
+    await asyncio.sleep(wait)
+    assert client.pending_count == 0
+    assert not client.has_pending_messages
+
+
+@asynccontextmanager
+async def opened(
+    url: str, connection_type: ConnectionType | None = None, **kwargs: Any
+) -> AsyncIterator[Client]:
+    """An open client; *connection_type* None offers every type the client supports."""
+    async with Client(url, connection_type, **kwargs) as client:
+        yield client
+
+
+async def publish_until_received(
+    publisher: Client,
+    subscriber: Client,
+    channel: str,
+    *,
+    pending: asyncio.Task[Message] | None = None,
+    timeout: float = 15.0,
+    every: float = 0.2,
+) -> Message:
+    """Publish on *channel* repeatedly until *subscriber* gets one of those messages.
+
+    Used after an outage, when the subscriber resubscribes at a moment the test cannot see:
+    a message published before that is lost, one published after it must arrive.
+    *pending* is a ``receive()`` already waiting, if the test started one earlier.
+    """
+    stop = asyncio.Event()
+
+    async def pump() -> None:
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            await publisher.publish(channel, {"attempt": attempt})
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), every)
+
+    pumping = asyncio.create_task(pump())
+    waiting = pending if pending is not None else asyncio.create_task(subscriber.receive())
+    try:
+        done, _ = await asyncio.wait(
+            {pumping, waiting}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if waiting not in done:
+            if pumping in done:
+                pumping.result()  # the publisher failed: show why
+            raise AssertionError(f"nothing arrived on {channel} within {timeout} s")
+        return waiting.result()
+    finally:
+        stop.set()
+        if not waiting.done():
+            waiting.cancel()
+        await asyncio.gather(pumping, waiting, return_exceptions=True)
