@@ -15,6 +15,7 @@ TEST_REQUIRES = [
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
+    "PyJWT[crypto]>=2.8",
 ]
 LINT_REQUIRES = ["mypy>=1.11", "ruff>=0.6", "types-python-dateutil"]
 DOCS_REQUIRES = ["sphinx>=7.2"]

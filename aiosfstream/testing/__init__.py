@@ -1,0 +1,25 @@
+"""A local Salesforce org for tests: Streaming API (CometD) and OAuth token endpoint.
+
+Start one with ``async with SalesforceEmulator() as emulator:`` and point a client at
+``emulator.url``. Nothing here imports the client side of :mod:`aiosfstream`, so the
+emulator cannot share a bug with the code it tests.
+"""
+
+from __future__ import annotations
+
+from .server import DEFAULT_CREDENTIALS, FAULT_OPERATIONS, Credentials, SalesforceEmulator
+from .state import ConnectedApp, EmulatorStats, RequestLog, RequestRecord, User
+
+__all__ = [
+    # server
+    "DEFAULT_CREDENTIALS",
+    "FAULT_OPERATIONS",
+    "ConnectedApp",
+    "Credentials",
+    # state
+    "EmulatorStats",
+    "RequestLog",
+    "RequestRecord",
+    "SalesforceEmulator",
+    "User",
+]

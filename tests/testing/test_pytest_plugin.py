@@ -1,0 +1,115 @@
+"""The ``aiosfstream`` pytest plugin, run in a child pytest so its config stays separate."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = "aiosfstream.testing.pytest_plugin"
+
+
+def _plugin_args() -> list[str]:
+    """Load the plugin by hand unless an installed aiosfstream registers it already."""
+    installed = any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", PLUGIN]
+
+
+def test_entry_point_is_declared() -> None:
+    assert f'"aiosfstream = {PLUGIN}"' in (ROOT / "setup.py").read_text()
+
+
+TEST_FILE = """
+import aiohttp
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_default(sf_emulator):
+    assert sf_emulator.running
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sf_emulator.url + "/__admin__") as response:
+            assert response.status == 200
+
+
+@pytest.mark.asyncio
+@pytest.mark.sf_emulator(connect_timeout=2.5, admin_api=False)
+async def test_marker_options(sf_emulator):
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sf_emulator.url + "/__admin__") as response:
+            assert response.status == 404
+    assert sf_emulator._bayeux.connect_timeout == 2.5
+
+
+def test_without_fixture():
+    pass
+"""
+
+
+WITHOUT_ASYNCIO_TEST_FILE = """
+def test_uses_fixture(sf_emulator):
+    pass
+
+
+def test_without_fixture():
+    pass
+"""
+
+
+def run_pytest(
+    tmp_path: Path, *args: str, source: str = TEST_FILE, pythonpath: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "test_child.py").write_text(source)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(ROOT)])
+    env.pop("PYTEST_ADDOPTS", None)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            *_plugin_args(),
+            "-W",
+            "error",
+            "-p",
+            "no:cacheprovider",
+            *args,
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_fixture_in_strict_mode(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        "-o",
+        "asyncio_mode=strict",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+def test_missing_pytest_asyncio_only_fails_the_fixture_users(tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow"
+    (shadow / "pytest_asyncio").mkdir(parents=True)
+    (shadow / "pytest_asyncio" / "__init__.py").write_text(
+        "raise ImportError('pytest-asyncio is not installed')\n"
+    )
+    result = run_pytest(
+        tmp_path, "-p", "no:asyncio", source=WITHOUT_ASYNCIO_TEST_FILE, pythonpath=[str(shadow)]
+    )
+    output = result.stdout + result.stderr
+    assert "1 passed, 1 error" in output, output
+    assert "the sf_emulator fixture needs pytest-asyncio" in output
