@@ -213,6 +213,19 @@ class Client(cometd_client.Client):
             if replay_id is not None:
                 self._received_ids[event["channel"]] = replay_id
 
+    def _action_after_transport_error(self, action: Action) -> Action:
+        # A poll that failed on the network may have carried events that are now lost
+        # in that session. When the replay id of every subscription is known, a new
+        # session resubscribed from those ids replays exactly what may be missing.
+        subscriptions = self.subscriptions
+        if (
+            action is Action.CONNECT
+            and subscriptions
+            and all(channel in self._received_ids for channel in subscriptions)
+        ):
+            return Action.HANDSHAKE
+        return action
+
     def _failure_action(self, reply: Message) -> Action:
         return failure_action(reply, super()._failure_action(reply))
 

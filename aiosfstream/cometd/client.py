@@ -310,6 +310,13 @@ class Client:
         """Decide what follows an unsuccessful connect or handshake reply."""
         return self._protocol.failure_action(reply)
 
+    def _action_after_transport_error(self, action: Action) -> Action:
+        """Decide how to resume after a request failed on the network.
+
+        Bayeux keeps the session on the server, so polling again is enough.
+        """
+        return action
+
     def _backoff_scale(self, reply: Message | None) -> float:
         """How much longer than usual to wait after *reply* (1 = the normal backoff)."""
         return 1.0
@@ -493,6 +500,8 @@ class Client:
                     action = Action.REAUTHENTICATE
                 elif self._protocol.state is not State.CONNECTED:
                     action = Action.HANDSHAKE
+                else:
+                    action = self._action_after_transport_error(action)
                 outage_since = loop.time() if outage_since is None else outage_since
                 last_error = error
                 logger.info("connection problem, retrying: %s", error)

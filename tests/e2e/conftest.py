@@ -1,0 +1,48 @@
+"""Fixtures for end-to-end tests: the emulator over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from aiosfstream import SalesforceStreamingClient
+from aiosfstream.testing import SalesforceEmulator
+
+CHANNEL = "/topic/foo"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[SalesforceEmulator]:
+    """A running emulator with the ``/topic/foo`` PushTopic; connects held for 2 s."""
+    async with SalesforceEmulator(connect_timeout=2.0, client_expiry=5.0) as server:
+        server.create_channel(CHANNEL)
+        yield server
+
+
+def make_client(emulator: SalesforceEmulator, **options: Any) -> SalesforceStreamingClient:
+    """A client that logs in to *emulator* with its default user."""
+    credentials = emulator.credentials
+    return SalesforceStreamingClient(
+        consumer_key=credentials.consumer_key,
+        consumer_secret=credentials.consumer_secret,
+        username=credentials.username,
+        password=credentials.password,
+        login_url=emulator.url,
+        allow_insecure_http=True,
+        **options,
+    )
+
+
+def publish(emulator: SalesforceEmulator, *names: str, channel: str = CHANNEL) -> list[int]:
+    """Publish one PushTopic event per name; return their replay ids."""
+    return [
+        emulator.publish(channel, {"Name": name})["data"]["event"]["replayId"] for name in names
+    ]
+
+
+def name_of(message: dict[str, Any]) -> str:
+    """The record name carried by a PushTopic event."""
+    name: str = message["data"]["sobject"]["Name"]
+    return name
