@@ -12,6 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiosfstream.auth import AuthenticatorBase, PasswordAuthenticator
 from aiosfstream.cometd import client as cometd_client
+from aiosfstream.cometd.backoff import Backoff
 from aiosfstream.cometd.constants import (
     DEFAULT_CONNECTION_TIMEOUT,
     DEFAULT_MAX_PENDING_COUNT,
@@ -92,6 +93,7 @@ class Client(cometd_client.Client):
     :param api_version: the Streaming API version, e.g. ``"66.0"``
     :param ssl: an :class:`ssl.SSLContext`, or ``False`` to skip certificate checks
     :param proxy: URL of an HTTP proxy
+    :param backoff: the delays between reconnection attempts
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Client(cometd_client.Client):
         api_version: str = DEFAULT_API_VERSION,
         ssl: ssl_module.SSLContext | bool | None = None,
         proxy: str | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         if not isinstance(authenticator, AuthenticatorBase):
             raise TypeError(
@@ -130,6 +133,7 @@ class Client(cometd_client.Client):
             auth=authenticator,
             json_dumps=json_dumps,
             json_loads=json_loads,
+            backoff=backoff,
         )
         self.authenticator = authenticator
         #: Where the replay markers live.

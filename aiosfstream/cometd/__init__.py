@@ -1,5 +1,6 @@
 """A loop-free asyncio client for Bayeux 1.0 (CometD) servers."""
 
+from aiosfstream.cometd.backoff import Backoff
 from aiosfstream.cometd.client import Client
 from aiosfstream.cometd.constants import ConnectionType
 from aiosfstream.cometd.exceptions import (
@@ -17,6 +18,7 @@ from aiosfstream.cometd.extensions import AuthExtension, Extension
 
 __all__ = [
     "AuthExtension",
+    "Backoff",
     "Client",
     "ClientError",
     "ClientInvalidOperation",
