@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import ssl as ssl_module
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from ssl import SSLContext
 from typing import Any, ParamSpec, TypeVar
 
 from aiosfstream.auth import AuthenticatorBase, PasswordAuthenticator
@@ -108,7 +108,7 @@ class Client(cometd_client.Client):
         json_dumps: JsonDumper = json.dumps,
         json_loads: JsonLoader = json.loads,
         api_version: str = DEFAULT_API_VERSION,
-        ssl: ssl_module.SSLContext | bool | None = None,
+        ssl: SSLContext | bool | None = None,
         proxy: str | None = None,
         backoff: Backoff | None = None,
     ) -> None:

@@ -229,8 +229,15 @@ class ReplayMarkerStorage(Extension):
         """Store *replay_marker* as the marker of *subscription*."""
 
     async def get_replay_id(self, subscription: str) -> int:
-        """Return the replay id to subscribe to *subscription* with."""
+        """Return the replay id to subscribe to *subscription* with.
+
+        A filtered PushTopic subscription (``/topic/Foo?Type=Bar``) without a marker of
+        its own uses the marker of its channel.
+        """
         marker = await self.get_replay_marker(subscription)
+        channel = _channel_of(subscription)
+        if marker is None and channel != subscription:
+            marker = await self.get_replay_marker(channel)
         if marker is None:
             return self.default_id
         return marker.replay_id
@@ -261,7 +268,7 @@ class ReplayMarkerStorage(Extension):
             replay = ext.get("replay")
             if isinstance(replay, dict) and subscription in replay:
                 continue
-            replay_id = await self.get_replay_id(_channel_of(subscription))
+            replay_id = await self.get_replay_id(subscription)
             if isinstance(replay, dict):
                 replay[subscription] = replay_id
             else:

@@ -13,8 +13,8 @@ import contextlib
 import enum
 import json
 import logging
-import ssl as ssl_module
 from collections.abc import Sequence
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -111,7 +111,7 @@ class Client:
         connection_types: ConnectionType | Sequence[ConnectionType] | None = None,
         *,
         connection_timeout: float | None = DEFAULT_CONNECTION_TIMEOUT,
-        ssl: ssl_module.SSLContext | bool | None = None,
+        ssl: SSLContext | bool | None = None,
         proxy: str | None = None,
         max_pending_count: int = DEFAULT_MAX_PENDING_COUNT,
         extensions: Sequence[Extension] | None = None,
@@ -130,7 +130,7 @@ class Client:
                 raise TypeError(f"{extension!r} is not an Extension")
         if auth is not None and not isinstance(auth, AuthExtension):
             raise TypeError(f"auth must be an AuthExtension, not {type(auth).__name__}")
-        if ssl is not None and not isinstance(ssl, bool | ssl_module.SSLContext):
+        if ssl is not None and not isinstance(ssl, bool | SSLContext):
             raise TypeError("ssl must be an ssl.SSLContext, a bool or None")
         if not callable(json_dumps) or not callable(json_loads):
             raise TypeError("json_dumps and json_loads must be callables")
@@ -140,7 +140,7 @@ class Client:
         self.extensions = extensions
         self.auth = auth
         self._connection_types = _connection_types(connection_types)
-        self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
+        self._ssl: SSLContext | bool = True if ssl is None else ssl
         self._proxy = proxy
         self._json_dumps = json_dumps
         self._json_loads = json_loads
@@ -327,6 +327,8 @@ class Client:
         if self._lifecycle is not Lifecycle.OPEN:
             raise ClientInvalidOperation(f"the client is {self._lifecycle.value}")
         assert self._connected is not None and self._queue is not None
+        if self._queue.failure is not None:
+            raise self._queue.failure
         if self._connected.is_set():
             return
         waiters = [asyncio.ensure_future(self._connected.wait())]

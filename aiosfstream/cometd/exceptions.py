@@ -105,6 +105,7 @@ class ServerError(CometdException):
     """
 
     def __init__(self, message: str, response: dict[str, Any] | None = None) -> None:
+        #: The server's reply, if there is one.
         self.response = response
         detail = self.error
         super().__init__(f"{message}: {detail}" if detail else message)

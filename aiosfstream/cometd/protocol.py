@@ -139,6 +139,8 @@ class BayeuxProtocol:
     # -- building messages -----------------------------------------------------
     def _message(self, channel: str, **fields: Any) -> Message:
         self._next_id += 1
+        if isinstance(channel, MetaChannel):
+            channel = channel.value  # plain strings on the wire and in error messages
         message: Message = {"channel": channel, "id": str(self._next_id)}
         if self.client_id is not None and channel != MetaChannel.HANDSHAKE:
             message["clientId"] = self.client_id
