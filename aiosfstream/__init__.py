@@ -5,8 +5,11 @@ import logging
 from aiosfstream._version import __version__
 from aiosfstream.auth import (
     AuthenticatorBase,
+    ClientCredentialsAuthenticator,
+    JWTBearerAuthenticator,
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
+    SessionTokenAuthenticator,
 )
 from aiosfstream.client import Client, SalesforceStreamingClient
 from aiosfstream.replay import (
@@ -22,8 +25,10 @@ from aiosfstream.replay import (
 __all__ = [
     "AuthenticatorBase",
     "Client",
+    "ClientCredentialsAuthenticator",
     "ConstantReplayId",
     "DefaultMappingStorage",
+    "JWTBearerAuthenticator",
     "MappingStorage",
     "PasswordAuthenticator",
     "RefreshTokenAuthenticator",
@@ -32,6 +37,7 @@ __all__ = [
     "ReplayMarkerStoragePolicy",
     "ReplayOption",
     "SalesforceStreamingClient",
+    "SessionTokenAuthenticator",
     "__version__",
 ]
 

@@ -6,19 +6,28 @@ _token_request_data`).  Building the request and reading the answer
 (:func:`parse_token_response`) are plain functions; :meth:`AuthenticatorBase.authenticate`
 does the one HTTP request.
 
-No secret (password, consumer secret, refresh token, access token, signature) ever appears
-in a ``repr``, a log record or an exception message.
+The grants: username-password (:class:`PasswordAuthenticator`), refresh token
+(:class:`RefreshTokenAuthenticator`), JWT bearer (:class:`JWTBearerAuthenticator`, needs
+the ``jwt`` extra) and client credentials (:class:`ClientCredentialsAuthenticator`).
+:class:`SessionTokenAuthenticator` makes no token request: it uses a token obtained
+elsewhere.
+
+No secret (password, consumer secret, refresh token, private key, assertion, access
+token, signature) ever appears in a ``repr``, a log record or an exception message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import math
+import os
 import re
+import time
 from abc import abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -31,15 +40,25 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from ssl import SSLContext
 
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
     from aiosfstream.typing import Headers, JsonDumper, JsonLoader, Payload
 
 __all__ = [
+    "JWT_BEARER_GRANT_TYPE",
     "LOGIN_URL",
+    "MAX_JWT_LIFETIME",
     "SANDBOX_LOGIN_URL",
     "TOKEN_PATH",
     "AuthenticatorBase",
+    "ClientCredentialsAuthenticator",
+    "JWTBearerAuthenticator",
     "PasswordAuthenticator",
     "RefreshTokenAuthenticator",
+    "SessionRefresher",
+    "SessionTokenAuthenticator",
+    "jwt_bearer_claims",
+    "my_domain_url",
     "parse_token_response",
 ]
 
@@ -51,6 +70,15 @@ LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
 #: The OAuth token endpoint, relative to the login URL.
 TOKEN_PATH = "/services/oauth2/token"
+#: The ``grant_type`` of the JWT bearer flow (RFC 7523).
+JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+#: Longest lifetime of a JWT assertion, in seconds: Salesforce wants ``exp`` "within
+#: 5 minutes".
+MAX_JWT_LIFETIME = 300.0
+
+#: The ``refresh`` callback of :class:`SessionTokenAuthenticator`: an async function that
+#: returns a new access token, or a new access token and instance URL.
+SessionRefresher = Callable[[], Awaitable[str | tuple[str, str]]]
 
 _REDACTED = "<redacted>"
 _MIN_REDACTED_LENGTH = 4
@@ -68,6 +96,14 @@ def _check_str(name: str, value: object) -> str:
     if not value.strip():
         raise ValueError(f"{name} must not be empty")
     return value
+
+
+def _check_token(name: str, value: object) -> str:
+    """Return *value* if it can go in an ``Authorization`` header; never show it."""
+    token = _check_str(name, value)
+    if any(char.isspace() for char in token):
+        raise ValueError(f"{name} must not contain white space")
+    return token
 
 
 def _check_url(name: str, url: str, *, allow_http: bool, allow_credentials: bool = False) -> str:
@@ -191,6 +227,107 @@ def parse_token_response(
             f"token response (HTTP {status}) lacks {' and '.join(missing)}", status=status
         )
     return data
+
+
+# Hosts that serve every org's login but refuse the client credentials flow:
+# "request not supported on this domain".
+_SHARED_LOGIN_HOSTS = frozenset(
+    urlsplit(url).hostname or "" for url in (LOGIN_URL, SANDBOX_LOGIN_URL)
+)
+_PYJWT_MISSING = "JWTBearerAuthenticator needs PyJWT: pip install 'aiosfstream[jwt]'"
+_CRYPTOGRAPHY_MISSING = (
+    "JWTBearerAuthenticator needs PyJWT with RSA support (the cryptography package): "
+    "pip install 'aiosfstream[jwt]'"
+)
+
+
+def my_domain_url(domain: str, *, allow_http: bool = False) -> str:
+    """Return the base URL of an org's My Domain, from a host name or a URL.
+
+    ``acme.my.salesforce.com`` becomes ``https://acme.my.salesforce.com``; a URL is
+    checked and kept (without a trailing slash).
+
+    :param domain: the My Domain host, such as ``acme.my.salesforce.com``, or its URL
+    :param allow_http: accept ``http://`` (local emulators only)
+    :raises ValueError: not a host or a base URL, or it is ``login.salesforce.com`` or
+        ``test.salesforce.com``, which serve every org and refuse the client credentials
+        flow ("request not supported on this domain")
+    """
+    text = _check_str("domain", domain).strip()
+    if any(char.isspace() for char in text):
+        raise ValueError("domain must not contain white space")
+    url = _check_url("domain", text if "://" in text else f"https://{text}", allow_http=allow_http)
+    parts = urlsplit(url)
+    if parts.path:
+        raise ValueError(
+            f"domain must be a host name or a URL without a path, got {parts.path!r} as path"
+        )
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host in _SHARED_LOGIN_HOSTS:
+        raise ValueError(
+            f"domain must be your org's My Domain (such as acme.my.salesforce.com), not {host}: "
+            "Salesforce refuses the client credentials flow there "
+            "('request not supported on this domain')"
+        )
+    return url
+
+
+def jwt_bearer_claims(
+    consumer_key: str, username: str, audience: str, *, now: float, lifetime: float
+) -> dict[str, str | int]:
+    """Return the claims of a JWT bearer assertion, as Salesforce wants them.
+
+    ``iss`` is the connected app's consumer key, ``sub`` the username, ``aud`` the login
+    server (or Experience Cloud site) and ``exp`` the expiry, in whole seconds since the
+    epoch: *now* + *lifetime*, rounded down.
+
+    :param now: the current time, in seconds since the epoch
+    :param lifetime: seconds the assertion stays valid
+    """
+    return {
+        "iss": consumer_key,
+        "sub": username,
+        "aud": audience,
+        "exp": math.floor(now + lifetime),
+    }
+
+
+def _require_pyjwt() -> None:
+    """Check that PyJWT and its RSA support can be imported.
+
+    :raises ImportError: naming the extra to install
+    """
+    try:
+        import jwt  # noqa: F401 - only checking that it is there
+    except ImportError as error:
+        raise ImportError(_PYJWT_MISSING, name="jwt") from error
+    try:
+        from cryptography.hazmat.primitives.serialization import (  # noqa: F401
+            load_pem_private_key,
+        )
+    except ImportError as error:
+        raise ImportError(_CRYPTOGRAPHY_MISSING, name="cryptography") from error
+
+
+def _load_rsa_private_key(pem: bytes, source: str) -> RSAPrivateKey:
+    """Read an unencrypted PEM RSA private key; messages name *source*, never the key."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except TypeError:
+        # cryptography raises TypeError when the key needs a password.
+        raise ValueError(f"{source} is encrypted; give the key without its passphrase") from None
+    except (ValueError, UnsupportedAlgorithm):
+        # The original message is not repeated: it might quote part of the key.
+        raise ValueError(f"{source} is not a PEM private key") from None
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError(
+            f"{source} must be an RSA key (Salesforce signs with RS256), not {type(key).__name__}"
+        )
+    return key
 
 
 # --- authenticators -----------------------------------------------------------------
@@ -363,12 +500,13 @@ class AuthenticatorBase(AuthExtension):
                 return response.status, response.headers.get("Content-Type"), text
         except asyncio.TimeoutError as error:
             raise AuthenticationError(
-                f"token request to {self.token_url} timed out after {self.timeout:g} s"
+                f"token request to {self.token_url} timed out after {self.timeout:g} s",
+                retryable=True,
             ) from error
         except aiohttp.ClientError as error:
             detail = self._redact(str(error)) or type(error).__name__
             raise AuthenticationError(
-                f"token request to {self.token_url} failed: {detail}"
+                f"token request to {self.token_url} failed: {detail}", retryable=True
             ) from error
 
     async def authenticate(self) -> None:
@@ -478,3 +616,298 @@ class RefreshTokenAuthenticator(AuthenticatorBase):
         rotated = data.get("refresh_token")
         if isinstance(rotated, str) and rotated:
             self._refresh_token = rotated
+
+
+class JWTBearerAuthenticator(AuthenticatorBase):
+    """The OAuth 2.0 JWT bearer grant: a signed assertion instead of a password.
+
+    Each :meth:`authenticate` signs a new assertion with the private key (RS256) and
+    posts it; Salesforce checks it with the certificate uploaded to the connected app.
+    The user must be pre-authorized for the app (or have approved it once). No consumer
+    secret is sent, and no refresh token is issued: the key is enough to get a new token.
+
+    Needs PyJWT with RSA support: ``pip install 'aiosfstream[jwt]'``.
+
+    :param consumer_key: the connected app's consumer key (the ``iss`` claim)
+    :param username: the user to act as (the ``sub`` claim)
+    :param private_key: the PEM RSA private key, unencrypted
+    :param private_key_file: the path of a file holding it, read once, here; give
+        *private_key* or *private_key_file*, not both
+    :param audience: the ``aud`` claim; by default ``https://login.salesforce.com``, or
+        ``https://test.salesforce.com`` with ``sandbox=True``, also when *login_url* is a
+        My Domain URL.  An Experience Cloud site uses its own URL here.
+    :param lifetime: seconds the assertion stays valid, at most :data:`MAX_JWT_LIFETIME`
+    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`
+    :raises ImportError: PyJWT or cryptography is not installed
+    :raises TypeError: neither or both of *private_key* and *private_key_file*
+    :raises ValueError: the key cannot be read or is not an unencrypted RSA key, or the
+        lifetime is out of range
+    """
+
+    def __init__(
+        self,
+        consumer_key: str,
+        username: str,
+        *,
+        private_key: str | bytes | None = None,
+        private_key_file: str | os.PathLike[str] | None = None,
+        audience: str | None = None,
+        lifetime: float = 180.0,
+        **kwargs: Any,
+    ) -> None:
+        _require_pyjwt()
+        super().__init__(**kwargs)
+        self.consumer_key = _check_str("consumer_key", consumer_key)
+        self.username = _check_str("username", username)
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+            raise TypeError(f"lifetime must be a number of seconds, got {type(lifetime).__name__}")
+        if not (math.isfinite(lifetime) and 1 <= lifetime <= MAX_JWT_LIFETIME):
+            raise ValueError(
+                f"lifetime must be between 1 and {MAX_JWT_LIFETIME:g} seconds "
+                f"(Salesforce refuses assertions valid for longer), got {lifetime!r}"
+            )
+        self.lifetime = float(lifetime)
+        if audience is None:
+            audience = SANDBOX_LOGIN_URL if self.sandbox else LOGIN_URL
+        else:
+            _check_str("audience", audience)
+            parts = urlsplit(audience)
+            allowed = ("https", "http") if self.allow_insecure_http else ("https",)
+            if parts.scheme not in allowed or not parts.hostname or "@" in parts.netloc:
+                raise ValueError(
+                    "audience must be an https:// URL without credentials, such as "
+                    f"{LOGIN_URL!r} or an Experience Cloud site's URL"
+                )
+        #: The ``aud`` claim of the assertions.
+        self.audience = audience
+
+        self._pem_text: str | None = None
+        if private_key is not None and private_key_file is not None:
+            raise TypeError("give private_key or private_key_file, not both")
+        if private_key is not None:
+            if isinstance(private_key, str):
+                pem = private_key.encode("utf-8")
+            elif isinstance(private_key, bytes):
+                pem = private_key
+            else:
+                raise TypeError(
+                    f"private_key must be a str or bytes, got {type(private_key).__name__}"
+                )
+            source = "private_key"
+        elif private_key_file is not None:
+            if not isinstance(private_key_file, str | os.PathLike):
+                raise TypeError(
+                    "private_key_file must be a str or a path, "
+                    f"got {type(private_key_file).__name__}"
+                )
+            path = os.fspath(private_key_file)
+            source = f"private_key_file {path!r}"
+            try:
+                with open(path, "rb") as file:
+                    pem = file.read()
+            except OSError as error:
+                raise ValueError(f"{source} cannot be read: {error.strerror or error}") from error
+        else:
+            raise TypeError("JWTBearerAuthenticator needs private_key or private_key_file")
+        if not pem.strip():
+            raise ValueError(f"{source} is empty")
+        self._private_key = _load_rsa_private_key(pem, source)
+        self._pem_text = pem.decode("utf-8", errors="replace").strip()
+        self._assertion: str | None = None
+
+    def _token_request_data(self) -> dict[str, str]:
+        import jwt
+
+        claims = jwt_bearer_claims(
+            self.consumer_key,
+            self.username,
+            self.audience,
+            now=time.time(),
+            lifetime=self.lifetime,
+        )
+        self._assertion = jwt.encode(claims, self._private_key, algorithm="RS256")
+        return {"grant_type": JWT_BEARER_GRANT_TYPE, "assertion": self._assertion}
+
+    def _secrets(self) -> Iterable[str | None]:
+        return (*super()._secrets(), self._assertion, self._pem_text)
+
+    def _repr_fields(self) -> dict[str, object]:
+        return {"username": self.username, "audience": self.audience, **super()._repr_fields()}
+
+
+class ClientCredentialsAuthenticator(AuthenticatorBase):
+    """The OAuth 2.0 client credentials grant: the connected app logs in as itself.
+
+    Salesforce issues the token for the app's *run-as* user, set in the app's policies.
+    The flow works only on the org's My Domain: ``login.salesforce.com`` and
+    ``test.salesforce.com`` answer "request not supported on this domain", so they are
+    refused here.
+
+    :param consumer_key: the connected app's consumer key
+    :param consumer_secret: the connected app's consumer secret
+    :param domain: the org's My Domain host, such as ``acme.my.salesforce.com``, or its
+        URL (``https://acme.my.salesforce.com``); the token request goes there
+    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`, except
+        *login_url* and *sandbox*: *domain* replaces them
+    :raises ValueError: *domain* is not a host or base URL, or is a shared login host
+    """
+
+    def __init__(
+        self,
+        consumer_key: str,
+        consumer_secret: str,
+        domain: str,
+        **kwargs: Any,
+    ) -> None:
+        for name in ("login_url", "sandbox"):
+            if name in kwargs:
+                raise TypeError(
+                    f"ClientCredentialsAuthenticator takes no {name} argument: "
+                    "the token request goes to domain"
+                )
+        allow_http = kwargs.get("allow_insecure_http", False)
+        if not isinstance(allow_http, bool):
+            raise TypeError(f"allow_insecure_http must be a bool, got {type(allow_http).__name__}")
+        login_url = my_domain_url(domain, allow_http=allow_http)
+        super().__init__(login_url=login_url, **kwargs)
+        self.consumer_key = _check_str("consumer_key", consumer_key)
+        self._consumer_secret = _check_str("consumer_secret", consumer_secret)
+
+    def _token_request_data(self) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            "client_id": self.consumer_key,
+            "client_secret": self._consumer_secret,
+        }
+
+    def _secrets(self) -> Iterable[str | None]:
+        return (*super()._secrets(), self._consumer_secret)
+
+
+class SessionTokenAuthenticator(AuthenticatorBase):
+    """Use an access token obtained elsewhere (simple-salesforce, a single sign-on, a CLI).
+
+    The first :meth:`authenticate` takes the given token and makes no request.  The
+    client calls :meth:`authenticate` again only when Salesforce rejects the token
+    (expired or revoked); then the *refresh* callback is awaited for a new one.  Without
+    a callback that call raises :exc:`~aiosfstream.exceptions.AuthenticationError` with
+    ``status`` 401, which reaches :meth:`Client.receive <aiosfstream.client.Client.receive>`.
+
+    The callback returns the new access token, or a tuple of the new access token and
+    instance URL.  If it raises :exc:`~aiosfstream.exceptions.AuthenticationError`, that
+    error is passed on as is; any other exception (or running longer than *timeout*) is
+    raised as an :exc:`~aiosfstream.exceptions.AuthenticationError` without ``status``,
+    which the client treats like a network failure and retries within its
+    ``connection_timeout``.
+
+    No token request is made, so *login_url*, *sandbox*, *ssl* and *proxy* have no
+    effect here: give ``ssl`` and ``proxy`` to the :class:`~aiosfstream.client.Client`.
+
+    :param access_token: the access token (a session id)
+    :param instance_url: the org's URL, e.g. ``https://acme.my.salesforce.com``
+    :param token_type: the scheme of the ``Authorization`` header
+    :param refresh: an async function returning a new token, or ``(token, instance_url)``
+    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`; *timeout* limits
+        the time *refresh* may take
+    """
+
+    def __init__(
+        self,
+        access_token: str,
+        instance_url: str,
+        *,
+        token_type: str = "Bearer",
+        refresh: SessionRefresher | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._pending_token: str | None = _check_token("access_token", access_token)
+        _check_str("token_type", token_type)
+        if any(char.isspace() for char in token_type):
+            raise ValueError("token_type must not contain white space")
+        self._given_token_type = token_type
+        self.instance_url = _check_url(
+            "instance_url",
+            _check_str("instance_url", instance_url),
+            allow_http=self.allow_insecure_http,
+        )
+        if refresh is not None and not callable(refresh):
+            raise TypeError(f"refresh must be an async function, got {type(refresh).__name__}")
+        #: The callback awaited for a new token, or ``None``.
+        self.refresh = refresh
+
+    def _token_request_data(self) -> dict[str, str]:
+        raise NotImplementedError("SessionTokenAuthenticator makes no token request")
+
+    def _secrets(self) -> Iterable[str | None]:
+        return (*super()._secrets(), self._pending_token)
+
+    def _repr_fields(self) -> dict[str, object]:
+        return {"instance_url": self.instance_url, "refreshable": self.refresh is not None}
+
+    async def authenticate(self) -> None:
+        """Use the given token the first time; after that, ask *refresh* for a new one.
+
+        :raises AuthenticationError: there is no *refresh* callback (``status`` 401), or
+            it failed or timed out (no ``status``)
+        :raises TypeError: *refresh* is not async, or returned something else than a
+            token or a ``(token, instance_url)`` tuple
+        :raises ValueError: *refresh* returned an empty token or an unusable instance URL
+        """
+        if self._pending_token is not None:
+            self.access_token, self._pending_token = self._pending_token, None
+            self.token_type = self._given_token_type
+            logger.debug("using the given session token for instance %s", self.instance_url)
+            return
+        if self.refresh is None:
+            logger.debug("session token rejected and no refresh callback")
+            # 401: Salesforce rejected the token, and nothing here can get another one.
+            raise AuthenticationError("session token rejected and no refresh callback", status=401)
+        logger.debug("session token rejected; awaiting the refresh callback")
+        awaitable = self.refresh()
+        if not inspect.isawaitable(awaitable):
+            raise TypeError(
+                "refresh must be an async function; it returned "
+                f"{type(awaitable).__name__}, which cannot be awaited"
+            )
+        try:
+            result = await asyncio.wait_for(awaitable, self.timeout)
+        except AuthenticationError as error:
+            logger.debug("refresh callback raised AuthenticationError (status %s)", error.status)
+            raise
+        except asyncio.TimeoutError as error:
+            raise AuthenticationError(
+                f"session refresh callback timed out after {self.timeout:g} s", retryable=True
+            ) from error
+        except Exception as error:
+            # The message is not repeated: it may hold the password the callback used.
+            logger.debug("refresh callback failed with %s", type(error).__name__)
+            raise AuthenticationError(
+                f"session refresh callback failed with {type(error).__name__}", retryable=True
+            ) from error
+        token, instance_url = self._read_refresh_result(result)
+        self.access_token = token
+        self.token_type = self._given_token_type
+        if instance_url is not None:
+            self.instance_url = instance_url
+        logger.debug("session token refreshed for instance %s", self.instance_url)
+
+    def _read_refresh_result(self, result: object) -> tuple[str, str | None]:
+        if isinstance(result, str):
+            return _check_token("the refreshed access token", result), None
+        if (
+            isinstance(result, tuple)
+            and len(result) == 2
+            and all(isinstance(item, str) for item in result)
+        ):
+            token = _check_token("the refreshed access token", result[0])
+            instance_url = _check_url(
+                "the refreshed instance_url",
+                _check_str("the refreshed instance_url", result[1]),
+                allow_http=self.allow_insecure_http,
+            )
+            return token, instance_url
+        raise TypeError(
+            "refresh must return an access token (str) or a (token, instance_url) tuple, "
+            f"got {type(result).__name__}"
+        )

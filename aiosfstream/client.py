@@ -184,7 +184,7 @@ class Client(cometd_client.Client):
         try:
             await self.authenticator.authenticate()
         except AuthenticationError as error:
-            if error.status is None:
+            if error.retryable:
                 # The token endpoint could not be reached: a network problem, retried
                 # within connection_timeout like any other.
                 raise TransportError(str(error)) from error

@@ -52,6 +52,8 @@ class AuthenticationError(AiosfstreamException):
     :param status: HTTP status of the token endpoint's answer, if there was one
     :param error: Salesforce's ``error`` code, e.g. ``invalid_grant``
     :param error_description: Salesforce's ``error_description``
+    :param retryable: the cause is temporary (the token endpoint could not be
+        reached); the client retries within ``connection_timeout``
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class AuthenticationError(AiosfstreamException):
         status: int | None = None,
         error: str | None = None,
         error_description: str | None = None,
+        retryable: bool = False,
     ) -> None:
         self.status = status
+        self.retryable = retryable
         self.error = error
         self.error_description = error_description
         details = ": ".join(part for part in (error, error_description) if part)

@@ -512,6 +512,7 @@ async def test_network_failure() -> None:
         await auth.authenticate()
     assert isinstance(caught.value.__cause__, aiohttp.ClientError)
     assert caught.value.status is None
+    assert caught.value.retryable
     assert_no_secret(str(caught.value))
 
 

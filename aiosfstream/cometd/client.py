@@ -199,7 +199,19 @@ class Client:
         try:
             if self.auth is not None:
                 await self._authenticate()
-            await self._handshake()
+            try:
+                await self._handshake()
+            except ServerError as error:
+                # Credentials that were good when obtained may be stale by now (a
+                # session token, say): get fresh ones once, then give up.
+                if (
+                    self.auth is None
+                    or error.response is None
+                    or self._failure_action(error.response) is not Action.REAUTHENTICATE
+                ):
+                    raise
+                await self._authenticate()
+                await self._handshake()
         except BaseException:
             await self.close()
             raise

@@ -32,6 +32,26 @@ async def test_handshake_denied_for_401_reauthenticates(emulator: SalesforceEmul
         assert emulator.stats.token_requests == token_requests + 1
 
 
+async def test_open_reauthenticates_once_when_the_first_handshake_is_denied(
+    emulator: SalesforceEmulator,
+) -> None:
+    emulator.fail_next("handshake", "401::Authentication invalid")
+    async with make_client(emulator) as client:
+        await client.subscribe(CHANNEL)
+    assert emulator.stats.token_requests == 2
+
+
+async def test_open_gives_up_when_fresh_credentials_are_denied_too(
+    emulator: SalesforceEmulator,
+) -> None:
+    emulator.fail_next("handshake", "401::Authentication invalid", times=2)
+    client = make_client(emulator)
+    with pytest.raises(ServerError, match="Handshake denied"):
+        await client.open()
+    assert client.closed
+    assert emulator.stats.token_requests == 2
+
+
 async def purge_everything(emulator: SalesforceEmulator) -> None:
     """Move past the retention window so every stored replay id becomes invalid."""
     emulator.advance(80 * 3600)
