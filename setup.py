@@ -16,6 +16,7 @@ TEST_REQUIRES = [
     "pytest-timeout>=2.3",
     "hypothesis>=6.100",
     "PyJWT[crypto]>=2.8",
+    "redis>=5.0.1",
 ]
 LINT_REQUIRES = ["mypy>=1.11", "ruff>=0.6", "types-python-dateutil"]
 DOCS_REQUIRES = ["sphinx>=7.2"]
@@ -33,12 +34,15 @@ setup(
     install_requires=["aiohttp>=3.9", "python-dateutil>=2.8"],
     extras_require={
         "jwt": ["PyJWT[crypto]>=2.8"],
-        "redis": ["redis>=5.0"],
+        "redis": ["redis>=5.0.1"],
         "orjson": ["orjson>=3.9"],
         "test": TEST_REQUIRES,
         "dev": TEST_REQUIRES + LINT_REQUIRES + DOCS_REQUIRES,
     },
-    entry_points={"pytest11": ["aiosfstream = aiosfstream.testing.pytest_plugin"]},
+    entry_points={
+        "pytest11": ["aiosfstream = aiosfstream.testing.pytest_plugin"],
+        "console_scripts": ["aiosfstream = aiosfstream.cli:main"],
+    },
     classifiers=[
         "Development Status :: 4 - Beta",
         "Framework :: AsyncIO",

@@ -21,6 +21,7 @@ from aiosfstream.replay import (
     ReplayMarkerStoragePolicy,
     ReplayOption,
 )
+from aiosfstream.stores import RedisReplayStorage, SQLiteReplayStorage
 
 __all__ = [
     "AuthenticatorBase",
@@ -31,11 +32,13 @@ __all__ = [
     "JWTBearerAuthenticator",
     "MappingStorage",
     "PasswordAuthenticator",
+    "RedisReplayStorage",
     "RefreshTokenAuthenticator",
     "ReplayMarker",
     "ReplayMarkerStorage",
     "ReplayMarkerStoragePolicy",
     "ReplayOption",
+    "SQLiteReplayStorage",
     "SalesforceStreamingClient",
     "SessionTokenAuthenticator",
     "__version__",

@@ -38,6 +38,7 @@ from aiosfstream.replay import (
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
+    marker_from_message,
     storage_from,
 )
 from aiosfstream.typing import JsonDumper, JsonLoader, Message
@@ -175,9 +176,13 @@ class Client(cometd_client.Client):
 
     async def _store_marker(self, message: Message) -> None:
         try:
-            await self.replay_marker_storage.store_message(message)
+            marker = marker_from_message(message)
         except ReplayError as error:
+            # An event without a replay id cannot be replayed; there is nothing to store.
             logger.warning("replay marker not stored: %s", error)
+            return
+        # A storage that fails to store raises: the caller must know.
+        await self.replay_marker_storage.store_marker(message["channel"], marker)
 
     # -- Salesforce policy on top of the CometD client ---------------------------
     async def _authenticate(self) -> None:

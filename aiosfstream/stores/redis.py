@@ -1,0 +1,309 @@
+"""Replay markers in Redis, shared by every process that talks to the same server.
+
+Each channel's marker is a hash at ``<key_prefix><channel>`` with three fields: ``date``
+(as the marker has it), ``replay_id`` (decimal) and ``sort_date`` (the date normalised to
+``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, or ``""`` when it has none).
+
+:meth:`RedisReplayStorage.store_marker` compares and writes in one Lua script, which Redis
+runs atomically: of two processes storing markers of the same channel at the same time,
+the newer marker wins, whatever the order they arrive in.
+
+redis-py is imported when a storage is created, not when this module is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from aiosfstream.exceptions import ReplayError
+from aiosfstream.replay import (
+    ReplayMarker,
+    ReplayMarkerStorage,
+    ReplayOption,
+    _validate_replay_id,
+    parse_marker_date,
+)
+from aiosfstream.stores._common import check_marker, check_subscription
+
+if TYPE_CHECKING:
+    import redis.asyncio
+    from redis.commands.core import AsyncScript
+
+__all__ = ["RedisReplayStorage"]
+
+#: Most Redis commands one storage has in flight at once; more wait their turn.
+_MAX_CONCURRENT_COMMANDS = 32
+
+#: What a missing redis-py dependency tells the user.
+_INSTALL_HINT = (
+    "RedisReplayStorage needs redis-py; install it with: pip install 'aiosfstream[redis]'"
+)
+
+# KEYS[1]: the channel's hash.  ARGV: date, replay id (decimal), sortable date or ''.
+# The same rules as aiosfstream.replay.is_newer: a missing date on either side makes the
+# candidate newer; otherwise the later date wins, and equal dates go to the larger id.
+# Lua's own ``<`` on strings follows the server's locale, so strings are compared by
+# their bytes here, and ids as decimal numbers of any length.
+_STORE_IF_NEWER = """
+local function compare_bytes(a, b)
+  if a == b then return 0 end
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      if x < y then return -1 end
+      return 1
+    end
+  end
+  if #a < #b then return -1 end
+  return 1
+end
+
+local function compare_ids(a, b)
+  local a_negative = string.sub(a, 1, 1) == '-'
+  local b_negative = string.sub(b, 1, 1) == '-'
+  if a_negative ~= b_negative then
+    if a_negative then return -1 end
+    return 1
+  end
+  local sign = 1
+  if a_negative then
+    a, b, sign = string.sub(a, 2), string.sub(b, 2), -1
+  end
+  if #a ~= #b then
+    if #a < #b then return -sign end
+    return sign
+  end
+  return sign * compare_bytes(a, b)
+end
+
+local current = redis.call('HMGET', KEYS[1], 'replay_id', 'sort_date')
+local current_id, current_date = current[1], current[2]
+local date, id = ARGV[3], ARGV[2]
+if current_id and date ~= '' and current_date and current_date ~= '' then
+  local order = compare_bytes(date, current_date)
+  if order < 0 then return 0 end
+  if order == 0 and compare_ids(id, current_id) <= 0 then return 0 end
+end
+redis.call('HSET', KEYS[1], 'date', ARGV[1], 'replay_id', id, 'sort_date', date)
+return 1
+"""
+
+
+def _import_redis() -> tuple[Any, type[Exception]]:
+    """Return ``redis.asyncio`` and redis-py's root exception."""
+    try:
+        import redis.asyncio as redis_asyncio
+        from redis.exceptions import RedisError
+    except ImportError as error:
+        raise ImportError(_INSTALL_HINT, name="redis") from error
+    return redis_asyncio, RedisError
+
+
+def _sort_date(date: str) -> str:
+    """The marker date in the one form that sorts as text, or ``""``."""
+    parsed = parse_marker_date(date)
+    return "" if parsed is None else parsed.isoformat(timespec="microseconds")
+
+
+def _public_url(url: str) -> str:
+    """*url* without its password or query string, fit for a ``repr``."""
+    try:
+        parts = urlsplit(url)
+        userinfo, has_userinfo, hostinfo = parts.netloc.rpartition("@")
+    except ValueError:
+        return "<unreadable URL>"
+    if has_userinfo:
+        user, has_password, _ = userinfo.partition(":")
+        hostinfo = f"{user}{':***' if has_password else ''}@{hostinfo}"
+    return f"{parts.scheme}://{hostinfo}{parts.path}"
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
+class RedisReplayStorage(ReplayMarkerStorage):
+    """Keeps replay markers in Redis, where several processes can share them.
+
+    :param url_or_client: a Redis URL (``redis://``, ``rediss://``, ``unix://``), or a
+        :class:`redis.asyncio.Redis` client, which the storage uses but never closes
+    :param key_prefix: prepended to the channel name to make each marker's key
+    :param default_id: the replay id of a channel without a marker: a
+        :class:`~aiosfstream.ReplayOption` or a replay id
+    :raises ImportError: redis-py is not installed (``pip install aiosfstream[redis]``)
+    :raises TypeError: an argument has the wrong type
+    :raises ValueError: the URL is not a Redis URL
+
+    A marker is in Redis once :meth:`set_replay_marker` or :meth:`store_marker` returns;
+    whether it survives a restart of Redis depends on the server's persistence settings.
+    """
+
+    def __init__(
+        self,
+        url_or_client: str | redis.asyncio.Redis,
+        *,
+        key_prefix: str = "aiosfstream:replay:",
+        default_id: int = ReplayOption.NEW_EVENTS,
+    ) -> None:
+        redis_asyncio, self._redis_error = _import_redis()
+        if not isinstance(key_prefix, str):
+            raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
+        self.default_id = _validate_replay_id("default_id", default_id)
+        self._key_prefix = key_prefix
+        client: redis.asyncio.Redis
+        if isinstance(url_or_client, str):
+            self._where = _public_url(url_or_client)
+            try:
+                client = redis_asyncio.Redis.from_url(url_or_client)
+            except ValueError as error:
+                # redis-py's messages do not quote the URL; ours shows it without secrets.
+                raise ValueError(f"not a Redis URL: {self._where!r}: {error}") from None
+            self._owns_client = True
+        elif isinstance(url_or_client, redis_asyncio.Redis):
+            client = url_or_client
+            self._where = f"<{type(client).__name__} client>"
+            self._owns_client = False
+        else:
+            raise TypeError(
+                "url_or_client must be a Redis URL or a redis.asyncio.Redis client, "
+                f"got {type(url_or_client).__name__}"
+            )
+        self._client = client
+        self._store_script: AsyncScript = client.register_script(_STORE_IF_NEWER)
+        self._semaphore: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._closed = False
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        """The Redis client."""
+        return self._client
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key the storage writes."""
+        return self._key_prefix
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`close` was called."""
+        return self._closed
+
+    def key(self, subscription: str) -> str:
+        """Return the Redis key of *subscription*'s marker."""
+        return f"{self._key_prefix}{subscription}"
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return (
+            f"<{type(self).__name__}{state} {self._where} key_prefix={self._key_prefix!r} "
+            f"default_id={self.default_id!r}>"
+        )
+
+    # -- the storage interface ------------------------------------------------------
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """Return the marker of *subscription*, or ``None``.
+
+        :raises ReplayError: Redis failed, the key does not hold a marker, or the
+            storage is closed
+        """
+        check_subscription(subscription)
+        key = self.key(subscription)
+        async with self._command():
+            # Any: redis-py's return type depends on its version.
+            reply: Any = self._client.hmget(key, ["date", "replay_id"])
+            date, replay_id = await reply
+        if date is None and replay_id is None:
+            return None
+        date_text, id_text = _text(date) or "", _text(replay_id)
+        try:
+            return ReplayMarker(date_text, int(id_text or ""))
+        except ValueError:
+            raise ReplayError(f"Redis key {key!r} does not hold a replay marker") from None
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Store *replay_marker* as the marker of *subscription*, newer or not.
+
+        :raises ReplayError: Redis failed, or the storage is closed
+        """
+        marker = check_marker(subscription, replay_marker)
+        # Any: redis-py's Mapping type is invariant in a key type wider than str.
+        fields: dict[Any, Any] = {
+            "date": marker.date,
+            "replay_id": str(marker.replay_id),
+            "sort_date": _sort_date(marker.date),
+        }
+        async with self._command():
+            reply: Any = self._client.hset(self.key(subscription), mapping=fields)
+            await reply
+
+    async def store_marker(self, subscription: str, marker: ReplayMarker) -> None:
+        """Store *marker* unless the stored marker of *subscription* is newer.
+
+        The comparison and the write are one atomic step in Redis, so this holds across
+        processes too.
+
+        :raises ReplayError: Redis failed, or the storage is closed
+        """
+        checked = check_marker(subscription, marker)
+        args = [checked.date, str(checked.replay_id), _sort_date(checked.date)]
+        async with self._command():
+            await self._store_script(keys=[self.key(subscription)], args=args)
+
+    async def close(self) -> None:
+        """Close the Redis client if the storage created it; a client passed in stays open.
+
+        Calling it again does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> RedisReplayStorage:
+        """Check that Redis answers, so that a bad URL or password fails here.
+
+        :raises ReplayError: Redis cannot be reached or refuses the credentials
+        """
+        async with self._command():
+            reply: Any = self._client.ping()
+            await reply
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- errors -----------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _command(self) -> AsyncIterator[None]:
+        """Run one Redis command: at most a few at a time, with our errors."""
+        if self._closed:
+            raise ReplayError(f"{type(self).__name__} for {self._where} is closed")
+        async with self._slots():
+            try:
+                yield
+            except self._redis_error as error:
+                raise ReplayError(f"Redis replay storage {self._where}: {error}") from error
+
+    def _slots(self) -> asyncio.Semaphore:
+        # redis-py opens a connection per concurrent command, up to a pool limit past
+        # which it fails; this bound keeps a burst of stores below it.  One semaphore per
+        # event loop, so a storage can outlive an ``asyncio.run()``.
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore[0] is not loop:
+            self._semaphore = (loop, asyncio.Semaphore(_MAX_CONCURRENT_COMMANDS))
+        return self._semaphore[1]

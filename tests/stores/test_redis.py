@@ -1,0 +1,545 @@
+"""Tests for aiosfstream.stores.redis, against a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aiosfstream import ReplayMarker, ReplayOption
+from aiosfstream.exceptions import ReplayError
+from aiosfstream.replay import is_newer
+from aiosfstream.stores import RedisReplayStorage
+from aiosfstream.testing import SalesforceEmulator
+from tests.helpers import require_tool
+
+from .conftest import RedisServer
+from .support import CHANNEL, marker, replay_id, streaming_client
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    return redis_server.url
+
+
+@pytest.fixture
+async def storage(redis_url: str) -> AsyncIterator[RedisReplayStorage]:
+    async with RedisReplayStorage(redis_url) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of our own, to look at what the storage wrote."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+# --- the storage interface ------------------------------------------------------------
+
+
+async def test_round_trip(storage: RedisReplayStorage, raw: redis.asyncio.Redis) -> None:
+    assert await storage.get_replay_marker(CHANNEL) is None
+    await storage.set_replay_marker(CHANNEL, marker(7))
+    await storage.set_replay_marker("/data/AccountChangeEvent", marker(9, ""))
+    assert await storage.get_replay_marker(CHANNEL) == marker(7)
+    assert await storage.get_replay_marker("/data/AccountChangeEvent") == ("", 9)
+    assert await storage.get_replay_id(CHANNEL) == 7
+    assert await raw.hgetall("aiosfstream:replay:/topic/foo") == {
+        "date": marker(7).date,
+        "replay_id": "7",
+        "sort_date": marker(7).date,
+    }
+
+
+async def test_dates_are_kept_as_given(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis
+) -> None:
+    await storage.set_replay_marker(CHANNEL, ReplayMarker("2024-05-01T14:00:00.5+02:00", 3))
+    assert await storage.get_replay_marker(CHANNEL) == ("2024-05-01T14:00:00.5+02:00", 3)
+    assert await raw.hget(storage.key(CHANNEL), "sort_date") == "2024-05-01T12:00:00.500000+00:00"
+
+
+@pytest.mark.parametrize("default_id", [ReplayOption.NEW_EVENTS, ReplayOption.ALL_EVENTS, 4242])
+async def test_default_id(redis_url: str, default_id: int) -> None:
+    async with RedisReplayStorage(redis_url, default_id=default_id) as storage:
+        assert await storage.get_replay_id(CHANNEL) == default_id
+        await storage.store_marker(CHANNEL, marker(5))
+        assert await storage.get_replay_id(CHANNEL) == 5
+
+
+async def test_store_marker_keeps_the_newest(storage: RedisReplayStorage) -> None:
+    await storage.store_marker(CHANNEL, marker(10))
+    await storage.store_marker(CHANNEL, marker(4))  # older date
+    assert await storage.get_replay_marker(CHANNEL) == marker(10)
+    same_date = marker(10).date
+    await storage.store_marker(CHANNEL, ReplayMarker(same_date, 9))  # same date, lower id
+    assert await storage.get_replay_marker(CHANNEL) == marker(10)
+    await storage.store_marker(CHANNEL, ReplayMarker(same_date, 10))  # the same marker
+    assert await storage.get_replay_marker(CHANNEL) == marker(10)
+    await storage.store_marker(CHANNEL, ReplayMarker(same_date, 11))  # same date, higher id
+    assert await storage.get_replay_marker(CHANNEL) == (same_date, 11)
+    await storage.store_marker(CHANNEL, marker(3, ""))  # no date: counts as newer
+    assert await storage.get_replay_marker(CHANNEL) == ("", 3)
+    await storage.store_marker(CHANNEL, marker(2))  # the stored one has no date
+    assert await storage.get_replay_marker(CHANNEL) == marker(2)
+
+
+async def test_dates_compare_as_instants_not_as_text(storage: RedisReplayStorage) -> None:
+    # 13:00+02:00 is before 12:00Z, although it sorts after it as text.
+    await storage.store_marker(CHANNEL, ReplayMarker("2024-05-01T12:00:00Z", 1))
+    await storage.store_marker(CHANNEL, ReplayMarker("2024-05-01T13:00:00+02:00", 2))
+    assert await storage.get_replay_marker(CHANNEL) == ("2024-05-01T12:00:00Z", 1)
+    # Epoch milliseconds, as older versions stored for Change Data Capture.
+    await storage.store_marker(CHANNEL, ReplayMarker("1714564800001", 3))  # 12:00:00.001Z
+    assert await storage.get_replay_marker(CHANNEL) == ("1714564800001", 3)
+
+
+@pytest.mark.parametrize(
+    ("stored", "candidate", "replaced"),
+    [
+        (9, 10, True),
+        (99, 100, True),  # more digits: not a text comparison
+        (100, 99, False),
+        (-1, 0, True),
+        (-10, -9, True),
+        (-9, -10, False),
+        (2**53, 2**53 + 1, True),  # beyond a double's precision
+        (10**30, 10**30 + 1, True),
+    ],
+)
+async def test_equal_dates_compare_replay_ids_as_integers(
+    storage: RedisReplayStorage, stored: int, candidate: int, replaced: bool
+) -> None:
+    date = "2024-05-01T12:00:00.000000+00:00"
+    await storage.store_marker(CHANNEL, ReplayMarker(date, stored))
+    await storage.store_marker(CHANNEL, ReplayMarker(date, candidate))
+    expected = candidate if replaced else stored
+    assert await storage.get_replay_marker(CHANNEL) == (date, expected)
+
+
+_BASE = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+_dates = st.one_of(
+    st.just(""),
+    st.just("not a date"),
+    st.integers(0, 2_000).map(
+        lambda ms: (_BASE + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")
+    ),
+    st.integers(0, 2_000).map(
+        lambda ms: (
+            (_BASE + timedelta(milliseconds=ms))
+            .astimezone(timezone(timedelta(hours=2)))
+            .isoformat(timespec="microseconds")
+        )
+    ),
+    st.integers(0, 2_000).map(
+        lambda ms: (_BASE + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    ),
+    st.integers(0, 2_000).map(lambda ms: str(int(_BASE.timestamp() * 1000) + ms)),
+)
+_markers = st.builds(ReplayMarker, _dates, st.integers(-3, 3))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(current=_markers, candidate=_markers)
+async def test_store_marker_agrees_with_is_newer(
+    storage: RedisReplayStorage, current: ReplayMarker, candidate: ReplayMarker
+) -> None:
+    await storage.set_replay_marker(CHANNEL, current)
+    await storage.store_marker(CHANNEL, candidate)
+    expected = candidate if is_newer(candidate, current) else current
+    assert await storage.get_replay_marker(CHANNEL) == expected
+
+
+async def test_key_prefixes_keep_storages_apart(redis_url: str, raw: redis.asyncio.Redis) -> None:
+    async with (
+        RedisReplayStorage(redis_url, key_prefix="app1:") as first,
+        RedisReplayStorage(redis_url, key_prefix="app2:") as second,
+    ):
+        await first.store_marker(CHANNEL, marker(1))
+        await second.store_marker(CHANNEL, marker(2))
+        assert await first.get_replay_marker(CHANNEL) == marker(1)
+        assert await second.get_replay_marker(CHANNEL) == marker(2)
+        assert first.key(CHANNEL) == "app1:/topic/foo"
+    assert sorted(await raw.keys("*")) == ["app1:/topic/foo", "app2:/topic/foo"]
+
+
+async def test_storages_racing_keep_the_newest(redis_url: str) -> None:
+    """Four storages (four connections) store a channel's markers concurrently.
+
+    The newest marker of each channel is stored once, by one of them, at a random
+    moment: a compare-then-set that is not atomic lets another storage overwrite it.
+    """
+    count, channels = 40, [f"/topic/t{i}" for i in range(25)]
+    rng = random.Random(5)
+    storages = [RedisReplayStorage(redis_url) for _ in range(4)]
+    try:
+        jobs = []
+        for channel in channels:
+            numbers = list(range(1, count + 1))
+            rng.shuffle(numbers)
+            jobs += [
+                storages[i % len(storages)].store_marker(channel, marker(n))
+                for i, n in enumerate(numbers)
+            ]
+        rng.shuffle(jobs)
+        await asyncio.gather(*jobs)
+        for channel in channels:
+            assert await storages[0].get_replay_marker(channel) == marker(count), channel
+    finally:
+        for storage in storages:
+            await storage.close()
+
+
+async def test_the_compare_and_set_is_atomic(redis_url: str) -> None:
+    """Storages racing with ascending and descending markers never move a marker back."""
+    async with RedisReplayStorage(redis_url) as up, RedisReplayStorage(redis_url) as down:
+        seen: list[int] = []
+
+        async def watch() -> None:
+            for _ in range(200):
+                stored = await up.get_replay_marker(CHANNEL)
+                if stored is not None:
+                    seen.append(stored.replay_id)
+                await asyncio.sleep(0)
+
+        async def ascend() -> None:
+            for n in range(1, 301):
+                await up.store_marker(CHANNEL, marker(n))
+
+        async def descend() -> None:
+            for n in range(300, 0, -1):
+                await down.store_marker(CHANNEL, marker(n))
+
+        await asyncio.gather(ascend(), descend(), watch())
+        assert await up.get_replay_marker(CHANNEL) == marker(300)
+    assert seen == sorted(seen)
+
+
+class SlowLink:
+    """A TCP proxy to Redis that holds every request for *delay* seconds."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.port, self.delay = port, delay
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"redis://127.0.0.1:{port}/0"
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+        await asyncio.gather(*self.tasks)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        await asyncio.gather(
+            self._pipe(reader, upstream_writer, self.delay),
+            self._pipe(upstream_reader, writer, 0.0),
+        )
+
+    @staticmethod
+    async def _pipe(
+        source: asyncio.StreamReader, target: asyncio.StreamWriter, delay: float
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                await asyncio.sleep(delay)
+                target.write(data)
+                await target.drain()
+        except ConnectionError:
+            pass
+        finally:
+            target.close()
+            with contextlib.suppress(ConnectionError):
+                await target.wait_closed()
+
+
+async def test_a_slow_writer_cannot_move_a_marker_back(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """The comparison happens in Redis, when the write arrives.
+
+    The slow storage's requests take 0.3 s to reach Redis. It stores an old marker at
+    t=0; the fast one stores the newest at t=0.45. A read at t=0.3 followed by a write
+    arriving at t=0.6 would put the old marker back.
+    """
+    async with (
+        SlowLink(redis_server.port, delay=0.3) as slow_url,
+        RedisReplayStorage(slow_url) as slow,
+        RedisReplayStorage(redis_url) as fast,
+    ):
+        await slow.store_marker("/topic/warm-up", marker(1))  # connected, script loaded
+        slow_store = asyncio.create_task(slow.store_marker(CHANNEL, marker(1)))
+        await asyncio.sleep(0.45)
+        await fast.store_marker(CHANNEL, marker(2))
+        await slow_store
+        assert await fast.get_replay_marker(CHANNEL) == marker(2)
+
+
+PROCESS_WRITER = """
+import asyncio, random, sys
+from aiosfstream.replay import ReplayMarker
+from aiosfstream.stores import RedisReplayStorage
+
+async def main() -> None:
+    url, count, parity = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    numbers = [n for n in range(1, count + 1) if n % 2 == parity]
+    random.Random(parity).shuffle(numbers)
+    async with RedisReplayStorage(url) as storage:
+        await storage.get_replay_marker("/topic/t0")  # connected
+        print("ready", flush=True)
+        sys.stdin.readline()
+        for n in numbers:
+            date = f"2024-05-01T12:00:{n // 1_000_000:02d}.{n % 1_000_000:06d}+00:00"
+            await asyncio.gather(*(
+                storage.store_marker(f"/topic/t{i}", ReplayMarker(date, n)) for i in range(10)
+            ))
+
+asyncio.run(main())
+"""
+
+
+async def test_processes_share_markers(redis_url: str) -> None:
+    """Two processes store the odd and the even markers, shuffled, at the same time.
+
+    The newest marker is stored once; the other process must not overwrite it.
+    """
+    count = 400
+    writers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            PROCESS_WRITER,
+            redis_url,
+            str(count),
+            parity,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for parity in ("0", "1")
+    ]
+    for writer in writers:
+        assert writer.stdout is not None
+        assert await writer.stdout.readline() == b"ready\n"
+    for writer in writers:  # start both at once
+        assert writer.stdin is not None
+        writer.stdin.write(b"go\n")
+        await writer.stdin.drain()
+    outputs = [(await writer.communicate())[0] for writer in writers]
+    assert outputs == [b"", b""]
+    assert [writer.returncode for writer in writers] == [0, 0]
+    async with RedisReplayStorage(redis_url) as storage:
+        for i in range(10):
+            assert await storage.get_replay_marker(f"/topic/t{i}") == marker(count)
+
+
+async def test_markers_survive_a_new_instance(redis_url: str) -> None:
+    async with RedisReplayStorage(redis_url) as storage:
+        await storage.store_marker(CHANNEL, marker(12))
+    async with RedisReplayStorage(redis_url, default_id=ReplayOption.ALL_EVENTS) as storage:
+        assert await storage.get_replay_marker(CHANNEL) == marker(12)
+        assert await storage.get_replay_id("/topic/other") == ReplayOption.ALL_EVENTS
+
+
+# --- clients -----------------------------------------------------------------------------
+
+
+async def test_a_client_passed_in_is_used_and_left_open(redis_url: str) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        async with RedisReplayStorage(client) as storage:
+            assert storage.client is client
+            await storage.store_marker(CHANNEL, marker(3))
+            assert await storage.get_replay_marker(CHANNEL) == marker(3)
+        assert storage.closed
+        assert await client.ping()
+        assert await client.hget(storage.key(CHANNEL), "replay_id") == "3"
+    finally:
+        await client.aclose()
+
+
+async def test_a_client_it_created_is_closed(redis_url: str) -> None:
+    storage = RedisReplayStorage(redis_url)
+    await storage.store_marker(CHANNEL, marker(3))
+    await storage.close()
+    await storage.close()  # twice is fine
+    with pytest.raises(ReplayError, match="closed"):
+        await storage.get_replay_marker(CHANNEL)
+    with pytest.raises(ReplayError, match="closed"):
+        await storage.store_marker(CHANNEL, marker(4))
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+def test_missing_redis_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    monkeypatch.setitem(sys.modules, "redis.exceptions", None)
+    with pytest.raises(ImportError, match=r"pip install 'aiosfstream\[redis\]'") as caught:
+        RedisReplayStorage("redis://127.0.0.1:6379/0")
+    assert caught.value.name == "redis"
+
+
+@pytest.fixture
+def redis_py() -> None:
+    """Skip when redis-py is missing; no server needed."""
+    pytest.importorskip("redis", reason="redis-py is not installed")
+
+
+@pytest.mark.usefixtures("redis_py")
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        ((3,), {}, TypeError),
+        ((b"redis://127.0.0.1",), {}, TypeError),
+        (("http://127.0.0.1:6379",), {}, ValueError),
+        (("redis://127.0.0.1",), {"key_prefix": b"x"}, TypeError),
+        (("redis://127.0.0.1",), {"default_id": -3}, ValueError),
+        (("redis://127.0.0.1",), {"default_id": 1.5}, TypeError),
+    ],
+)
+def test_bad_arguments(
+    args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        RedisReplayStorage(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("redis_py")
+async def test_repr_and_errors_hide_the_password() -> None:
+    url = "redis://alice:s3cr3t-pw@127.0.0.1:1/0?password=s3cr3t-pw"
+    storage = RedisReplayStorage(url)
+    try:
+        assert "s3cr3t" not in repr(storage)
+        assert repr(storage) == (
+            "<RedisReplayStorage redis://alice:***@127.0.0.1:1/0 "
+            "key_prefix='aiosfstream:replay:' default_id=<ReplayOption.NEW_EVENTS: -1>>"
+        )
+        with pytest.raises(ReplayError) as caught:
+            await storage.get_replay_marker(CHANNEL)  # nothing listens on port 1
+        assert "s3cr3t" not in str(caught.value)
+        assert "127.0.0.1:1" in str(caught.value)
+    finally:
+        await storage.close()
+    with pytest.raises(ValueError, match="not a Redis URL") as bad:
+        RedisReplayStorage("http://bob:s3cr3t-pw@127.0.0.1/0")
+    assert "s3cr3t" not in str(bad.value)
+
+
+async def test_redis_errors_become_replay_errors(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis
+) -> None:
+    import redis.exceptions
+
+    await raw.set(storage.key(CHANNEL), "a string, not a hash")
+    with pytest.raises(ReplayError, match="WRONGTYPE") as caught:
+        await storage.store_marker(CHANNEL, marker(1))
+    assert isinstance(caught.value.__cause__, redis.exceptions.RedisError)
+
+
+async def test_a_key_that_is_not_a_marker(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis
+) -> None:
+    await raw.hset(storage.key(CHANNEL), mapping={"date": "2024", "replay_id": "twelve"})
+    with pytest.raises(ReplayError, match="does not hold a replay marker"):
+        await storage.get_replay_marker(CHANNEL)
+
+
+async def test_bad_markers_are_type_errors(storage: RedisReplayStorage) -> None:
+    with pytest.raises(TypeError):
+        await storage.store_marker(CHANNEL, ("2024", "12"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        await storage.set_replay_marker(CHANNEL, ReplayMarker("2024", True))
+    with pytest.raises(TypeError):
+        await storage.get_replay_marker(b"/topic/foo")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def password_server() -> Iterator[RedisServer]:
+    """A redis-server that requires the password ``s3cr3t-pw``."""
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    server = RedisServer(require_tool("redis-server"), "--requirepass", "s3cr3t-pw")
+    yield server
+    server.stop()
+
+
+async def test_a_password_never_shows_in_errors_or_logs(
+    password_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    port = password_server.port
+    async with RedisReplayStorage(f"redis://:s3cr3t-pw@127.0.0.1:{port}/0") as storage:
+        await storage.store_marker(CHANNEL, marker(1))
+        assert await storage.get_replay_marker(CHANNEL) == marker(1)
+        assert "s3cr3t" not in repr(storage)
+    storage = RedisReplayStorage(f"redis://:wr0ng-pw@127.0.0.1:{port}/0")
+    with pytest.raises(ReplayError) as caught:
+        async with storage:
+            pytest.fail("entering checks the credentials")
+    with pytest.raises(ReplayError) as caught_later:
+        await storage.store_marker(CHANNEL, marker(2))
+    await storage.close()
+    assert "wr0ng" not in str(caught.value)
+    assert "wr0ng" not in str(caught_later.value)
+    assert "s3cr3t" not in caplog.text
+    assert "wr0ng" not in caplog.text
+
+
+# --- end to end, with the client and the emulator --------------------------------------
+
+
+async def test_a_new_client_continues_after_the_last_consumed_event(
+    emulator: SalesforceEmulator, redis_url: str
+) -> None:
+    emulator.create_channel(CHANNEL)
+    async with (
+        RedisReplayStorage(redis_url) as storage,
+        streaming_client(emulator, storage) as client,
+    ):
+        await client.subscribe(CHANNEL)
+        published = [emulator.publish(CHANNEL, {"Name": f"n{i}"}) for i in range(5)]
+        consumed = [replay_id(await client.receive()) for _ in range(3)]
+    ids = [replay_id(message) for message in published]
+    assert consumed == ids[:3]
+
+    ids += [replay_id(emulator.publish(CHANNEL, {"Name": f"n{i}"})) for i in range(5, 7)]
+    # Another "process": a new storage with its own connection, on the same Redis.
+    async with (
+        RedisReplayStorage(redis_url) as storage,
+        streaming_client(emulator, storage) as client,
+    ):
+        assert (await storage.get_replay_marker(CHANNEL) or marker(0)).replay_id == ids[2]
+        await client.subscribe(CHANNEL)
+        assert [replay_id(await client.receive()) for _ in range(4)] == ids[3:]
+        ids.append(replay_id(emulator.publish(CHANNEL, {"Name": "live"})))
+        assert replay_id(await client.receive()) == ids[-1]
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.receive(), 0.2)
+        assert (await storage.get_replay_marker(CHANNEL) or marker(0)).replay_id == ids[-1]
