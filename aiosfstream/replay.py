@@ -16,6 +16,7 @@ import asyncio
 import enum
 import logging
 import math
+import sys
 from abc import abstractmethod
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
@@ -91,6 +92,27 @@ def _epoch_millis_to_datetime(millis: int) -> datetime | None:
         return None
 
 
+def _from_isoformat(text: str) -> datetime:
+    """Parse the ISO forms Salesforce sends with the standard library (fast path).
+
+    Python 3.10's :meth:`datetime.fromisoformat` knows neither ``Z`` nor ``+0000``.
+    """
+    if sys.version_info < (3, 11):
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        elif len(text) > 5 and text[-5] in "+-" and text[-4:].isdigit():
+            text = f"{text[:-2]}:{text[-2:]}"
+    return datetime.fromisoformat(text)
+
+
+#: Length of a normalised marker date, ``2017-07-25T19:16:46.653000+00:00``.
+_NORMALISED_LENGTH = 32
+
+
+def _is_normalised(date: str) -> bool:
+    return len(date) == _NORMALISED_LENGTH and date.endswith("+00:00") and date[10] == "T"
+
+
 def parse_marker_date(date: str) -> datetime | None:
     """Parse a replay marker's date into an aware UTC :class:`~datetime.datetime`.
 
@@ -107,12 +129,15 @@ def parse_marker_date(date: str) -> datetime | None:
     if text.lstrip("-").isdigit():
         return _epoch_millis_to_datetime(int(text))
     try:
-        parsed = date_parser.isoparse(text)
-    except (ValueError, OverflowError):
+        parsed = _from_isoformat(text)
+    except ValueError:
         try:
-            parsed = date_parser.parse(text)
+            parsed = date_parser.isoparse(text)
         except (ValueError, OverflowError):
-            return None
+            try:
+                parsed = date_parser.parse(text)
+            except (ValueError, OverflowError):
+                return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed.astimezone(timezone.utc)
@@ -182,6 +207,11 @@ def is_newer(candidate: ReplayMarker, current: ReplayMarker | None) -> bool:
     """
     if current is None:
         return True
+    if _is_normalised(candidate.date) and _is_normalised(current.date):
+        # Same fixed-width UTC form: text order is time order, no parsing needed.
+        if candidate.date != current.date:
+            return candidate.date > current.date
+        return candidate.replay_id > current.replay_id
     candidate_date = parse_marker_date(candidate.date)
     current_date = parse_marker_date(current.date)
     if candidate_date is None or current_date is None:
@@ -353,11 +383,24 @@ class MappingStorage(ReplayMarkerStorage):
             value = self.mapping[subscription]
         except KeyError:
             return None
+        except Exception as error:  # e.g. a shelf whose pickle was cut short by a crash
+            raise ReplayError(
+                f"the stored marker of {subscription!r} cannot be read: "
+                f"{type(error).__name__}: {error}"
+            ) from error
         return _as_marker(subscription, value)
 
     async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
-        """Store *replay_marker* under *subscription*."""
+        """Store *replay_marker* under *subscription*; sync the mapping if it can.
+
+        A :class:`shelve.Shelf` on ``dbm.dumb`` (the fallback when Python has no gdbm or
+        ndbm) keeps the length of a rewritten value only in memory until ``sync()``: a
+        crash before it would leave a marker that cannot be read.
+        """
         self.mapping[subscription] = replay_marker
+        sync = getattr(self.mapping, "sync", None)
+        if callable(sync):
+            sync()
 
     def __repr__(self) -> str:
         return (

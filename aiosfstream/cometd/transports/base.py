@@ -37,6 +37,8 @@ def translate_transport_errors(what: str) -> Iterator[None]:
         raise TransportConnectionClosed(f"{what}: the server closed the connection") from error
     except aiohttp.ClientError as error:
         raise TransportError(f"{what}: {type(error).__name__}: {error}") from error
+    except RecursionError as error:
+        raise InvalidMessage(f"{what}: the response is nested too deeply to decode") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidMessage(f"{what}: the response is not valid JSON ({error})") from error
     except ValueError as error:

@@ -1,0 +1,1 @@
+"""Chaos tests: a consumer process under network drops, revoked tokens and SIGKILLs."""
