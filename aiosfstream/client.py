@@ -18,13 +18,16 @@ from aiosfstream.cometd.constants import (
     DEFAULT_MAX_PENDING_COUNT,
     ConnectionType,
 )
+from aiosfstream.cometd.exceptions import CometdException
 from aiosfstream.cometd.exceptions import ServerError as CometdServerError
 from aiosfstream.cometd.protocol import Action
 from aiosfstream.exceptions import (
+    AiosfstreamException,
     AuthenticationError,
     ReplayError,
     TransportError,
     translate_errors,
+    twin_of,
 )
 from aiosfstream.policy import (
     DEFAULT_API_VERSION,
@@ -43,9 +46,13 @@ from aiosfstream.replay import (
 )
 from aiosfstream.typing import JsonDumper, JsonLoader, Message
 
-__all__ = ["Client", "SalesforceStreamingClient"]
+__all__ = ["AUTOMATIC_STORE_INTERVAL", "Client", "SalesforceStreamingClient"]
 
 logger = logging.getLogger(__name__)
+
+#: With the AUTOMATIC policy, the most messages handed over between two marker stores
+#: while more messages wait in the prefetch queue.
+AUTOMATIC_STORE_INTERVAL = 100
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -145,24 +152,71 @@ class Client(cometd_client.Client):
         # lifetime; a resubscription after a new handshake continues from it, so that
         # events still waiting in the prefetch queue do not arrive twice.
         self._received_ids: dict[str, int] = {}
+        # AUTOMATIC policy: the last message handed over per channel whose marker is
+        # not stored yet, and how many messages were handed over since the last store.
+        self._handed: dict[str, Message] = {}
+        self._handed_count = 0
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._lifecycle.value} url={self.url!r}>"
 
     # -- public API, with aiosfstream's exceptions -------------------------------
     open = _translated(cometd_client.Client.open)
-    close = _translated(cometd_client.Client.close)
+    _close = _translated(cometd_client.Client.close)
     subscribe = _translated(cometd_client.Client.subscribe)
     unsubscribe = _translated(cometd_client.Client.unsubscribe)
     publish = _translated(cometd_client.Client.publish)
 
+    async def close(self) -> None:
+        """Store the markers of the messages handed over, then close the connection."""
+        try:
+            await self._store_handed()
+        finally:
+            await self._close()
+
     async def receive(self) -> Message:
-        """Return the next event; with the AUTOMATIC policy, store its replay marker."""
-        with translate_errors():
+        """Return the next event; with the AUTOMATIC policy, store its replay marker.
+
+        While the consumer keeps up, each marker is stored as its message is handed
+        over. When messages are waiting, markers are stored at most
+        :data:`AUTOMATIC_STORE_INTERVAL` messages apart, and always once the queue runs
+        dry and on :meth:`close`: a crash then replays at most that many messages.
+        """
+        try:
             message = await super().receive()
+        except AiosfstreamException:
+            raise
+        except CometdException as error:  # translate_errors(), inlined on the hot path
+            twin = twin_of(error)
+            if twin is None:
+                raise
+            raise twin from error
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
-            await self._store_marker(message)
+            channel: str = message["channel"]
+            previous = self._handed.get(channel)
+            self._handed[channel] = message
+            self._handed_count += 1
+            if self._handed_count >= AUTOMATIC_STORE_INTERVAL or not self.has_pending_messages:
+                try:
+                    await self._store_handed()
+                except BaseException:
+                    # The message is not handed over after all: it stays first in line.
+                    if previous is None:
+                        self._handed.pop(channel, None)
+                    else:
+                        self._handed[channel] = previous
+                    self._push_back(message)
+                    raise
         return message
+
+    async def _store_handed(self) -> None:
+        """Store the marker of the last message handed over on each channel."""
+        while self._handed:
+            channel, message = next(iter(self._handed.items()))
+            await self._store_marker(message)
+            if self._handed.get(channel) is message:
+                del self._handed[channel]
+        self._handed_count = 0
 
     @asynccontextmanager
     async def replay_storage(self, message: Message) -> AsyncIterator[None]:

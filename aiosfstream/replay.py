@@ -16,6 +16,7 @@ import asyncio
 import enum
 import logging
 import math
+import re
 import sys
 from abc import abstractmethod
 from collections.abc import Mapping, MutableMapping
@@ -143,8 +144,20 @@ def parse_marker_date(date: str) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
+# Salesforce's usual forms: "2016-03-29T16:40:08.208Z", "...08.208+0000", "...08Z".
+_MILLIS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(?:Z|\+0000|\+00:00)")
+_SECONDS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|\+0000|\+00:00)")
+
+
 def _normalise_date(value: Any) -> str:
     """Turn a date found in a message into the one string form markers use."""
+    if isinstance(value, str):
+        # The common UTC forms are rewritten as text: the same result as parsing,
+        # without the cost of it on every event.
+        if _MILLIS_UTC.fullmatch(value):
+            return f"{value[:23]}000+00:00"
+        if _SECONDS_UTC.fullmatch(value):
+            return f"{value[:19]}.000000+00:00"
     if isinstance(value, bool):
         return ""
     if isinstance(value, int):

@@ -300,6 +300,11 @@ class Client:
                 raise StopAsyncIteration from None
             raise
 
+    def _push_back(self, message: Message) -> None:
+        """Make *message* the next one :meth:`receive` returns."""
+        assert self._queue is not None
+        self._queue.push_front(message)
+
     # -- hooks for subclasses ------------------------------------------------------
     async def _authenticate(self) -> None:
         """Obtain fresh credentials from :attr:`auth`."""

@@ -66,6 +66,11 @@ class PrefetchQueue:
         if self.full():
             self._room.clear()
 
+    def push_front(self, message: Message) -> None:
+        """Put back a message that was taken but could not be handed over."""
+        self._items.appendleft(message)
+        self._readable.set()
+
     def put_error(self, error: BaseException) -> None:
         """Queue an error that :meth:`get` raises when its turn comes."""
         (self._backlog if self._backlog else self._items).append(_Raise(error))
