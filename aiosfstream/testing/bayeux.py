@@ -24,7 +24,6 @@ from aiohttp import web
 
 from .oauth import error_page
 from .state import (
-    AccessToken,
     ChannelNotFound,
     Delivery,
     Fault,
@@ -369,9 +368,19 @@ class BayeuxService:
                 ext = {"sfdc": {"failureReason": reason}}
         return [_error(message, error, client_id=_client_id(message), advice=advice, ext=ext)]
 
+    def _start(
+        self, operation: str, message: dict[str, Any], context: _Context
+    ) -> Session | list[dict[str, Any]]:
+        """Count a session operation, then return its session, or the reply that ends it."""
+        setattr(self.state.stats, f"{operation}s", getattr(self.state.stats, f"{operation}s") + 1)
+        failure = self._fault(operation, message)
+        if failure is not None:
+            return failure
+        return self._session_for(message, context)
+
     def _session_for(
         self, message: dict[str, Any], context: _Context
-    ) -> tuple[Session, AccessToken] | list[dict[str, Any]]:
+    ) -> Session | list[dict[str, Any]]:
         """Authenticate a non-handshake message and find its session, or return the error."""
         client_id = _client_id(message)
         if not context.token:
@@ -394,7 +403,7 @@ class BayeuxService:
         if token.username != session.username:
             return [_error(message, USER_MISMATCH, client_id=client_id, advice=_NO_RECONNECT)]
         session.last_seen = self.state.now()
-        return session, token
+        return session
 
     # -- meta channels -------------------------------------------------------------------
 
@@ -437,14 +446,10 @@ class BayeuxService:
         return _error(message, HANDSHAKE_DENIED, advice={"reconnect": "none"}, ext=ext)
 
     async def _connect(self, message: dict[str, Any], context: _Context) -> list[dict[str, Any]]:
-        self.state.stats.connects += 1
-        failure = self._fault("connect", message)
-        if failure is not None:
-            return failure
-        found = self._session_for(message, context)
+        found = self._start("connect", message, context)
         if isinstance(found, list):
             return found
-        session, _ = found
+        session = found
         connection_type = message.get("connectionType", LONG_POLLING)
         if connection_type != LONG_POLLING:
             return [
@@ -564,14 +569,10 @@ class BayeuxService:
         return message
 
     def _subscribe(self, message: dict[str, Any], context: _Context) -> list[dict[str, Any]]:
-        self.state.stats.subscribes += 1
-        failure = self._fault("subscribe", message)
-        if failure is not None:
-            return failure
-        found = self._session_for(message, context)
+        found = self._start("subscribe", message, context)
         if isinstance(found, list):
             return found
-        session, _ = found
+        session = found
         name = message.get("subscription")
         client_id = session.client_id
         if not isinstance(name, str) or not name:
@@ -599,14 +600,10 @@ class BayeuxService:
         ]
 
     def _unsubscribe(self, message: dict[str, Any], context: _Context) -> list[dict[str, Any]]:
-        self.state.stats.unsubscribes += 1
-        failure = self._fault("unsubscribe", message)
-        if failure is not None:
-            return failure
-        found = self._session_for(message, context)
+        found = self._start("unsubscribe", message, context)
         if isinstance(found, list):
             return found
-        session, _ = found
+        session = found
         name = message.get("subscription")
         if not isinstance(name, str) or not name:
             return [_error(message, CHANNEL_NOT_SPECIFIED, client_id=session.client_id)]
@@ -620,14 +617,10 @@ class BayeuxService:
         ]
 
     def _disconnect(self, message: dict[str, Any], context: _Context) -> list[dict[str, Any]]:
-        self.state.stats.disconnects += 1
-        failure = self._fault("disconnect", message)
-        if failure is not None:
-            return failure
-        found = self._session_for(message, context)
+        found = self._start("disconnect", message, context)
         if isinstance(found, list):
             return found
-        session, _ = found
+        session = found
         self.state.close_session(session, "disconnected")
         self.wake([session], "disconnected")
         return [
