@@ -37,9 +37,8 @@ from aiosfstream import (
     DefaultMappingStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
-    SalesforceStreamingClient,
 )
-from aiosfstream.testing import DEFAULT_CREDENTIALS
+from tests.helpers import emulator_client
 
 STORAGES = ("shelf",)
 
@@ -67,13 +66,8 @@ async def consume(
 ) -> None:
     pid = os.getpid()
     replay = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
-    async with SalesforceStreamingClient(
-        consumer_key=DEFAULT_CREDENTIALS.consumer_key,
-        consumer_secret=DEFAULT_CREDENTIALS.consumer_secret,
-        username=DEFAULT_CREDENTIALS.username,
-        password=DEFAULT_CREDENTIALS.password,
-        login_url=login_url,
-        allow_insecure_http=True,
+    async with emulator_client(
+        login_url,
         replay=replay,
         replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
         connection_timeout=None,

@@ -9,6 +9,7 @@ import pytest
 
 from aiosfstream import SalesforceStreamingClient
 from aiosfstream.testing import SalesforceEmulator
+from tests.helpers import emulator_client
 
 CHANNEL = "/topic/foo"
 
@@ -23,16 +24,7 @@ async def emulator() -> AsyncIterator[SalesforceEmulator]:
 
 def make_client(emulator: SalesforceEmulator, **options: Any) -> SalesforceStreamingClient:
     """A client that logs in to *emulator* with its default user."""
-    credentials = emulator.credentials
-    return SalesforceStreamingClient(
-        consumer_key=credentials.consumer_key,
-        consumer_secret=credentials.consumer_secret,
-        username=credentials.username,
-        password=credentials.password,
-        login_url=emulator.url,
-        allow_insecure_http=True,
-        **options,
-    )
+    return emulator_client(emulator.url, **options)
 
 
 def publish(emulator: SalesforceEmulator, *names: str, channel: str = CHANNEL) -> list[int]:

@@ -12,9 +12,9 @@ import asyncio
 import shelve
 import sys
 
-from aiosfstream import DefaultMappingStorage, ReplayOption, SalesforceStreamingClient
+from aiosfstream import DefaultMappingStorage, ReplayOption
 from aiosfstream.replay import ReplayMarkerStorage
-from aiosfstream.testing import DEFAULT_CREDENTIALS
+from tests.helpers import emulator_client
 
 
 async def consume(login_url: str, shelf_path: str, count: int, default: bool) -> None:
@@ -22,13 +22,8 @@ async def consume(login_url: str, shelf_path: str, count: int, default: bool) ->
         replay: shelve.Shelf[object] | ReplayMarkerStorage = shelf
         if default:
             replay = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
-        async with SalesforceStreamingClient(
-            consumer_key=DEFAULT_CREDENTIALS.consumer_key,
-            consumer_secret=DEFAULT_CREDENTIALS.consumer_secret,
-            username=DEFAULT_CREDENTIALS.username,
-            password=DEFAULT_CREDENTIALS.password,
-            login_url=login_url,
-            allow_insecure_http=True,
+        async with emulator_client(
+            login_url,
             replay=replay,
         ) as client:
             await client.subscribe("/topic/foo")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiosfstream import ReplayMarker, ReplayMarkerStorage, SalesforceStreamingClient
 from aiosfstream.testing import SalesforceEmulator
 from aiosfstream.typing import Message
+from tests.helpers import emulator_client
 
 CHANNEL = "/topic/foo"
 
@@ -27,13 +28,4 @@ def streaming_client(
     emulator: SalesforceEmulator, storage: ReplayMarkerStorage
 ) -> SalesforceStreamingClient:
     """A client logged in to *emulator* that keeps its replay markers in *storage*."""
-    c = emulator.credentials
-    return SalesforceStreamingClient(
-        c.consumer_key,
-        c.consumer_secret,
-        c.username,
-        c.password,
-        login_url=emulator.url,
-        allow_insecure_http=True,
-        replay=storage,
-    )
+    return emulator_client(emulator.url, replay=storage)
