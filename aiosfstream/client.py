@@ -157,8 +157,9 @@ class Client(cometd_client.Client):
         self._handed: dict[str, Message] = {}
         self._handed_count = 0
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self._lifecycle.value} url={self.url!r}>"
+    # Salesforce (API 64.0+) ends sessions on its own when it scales its servers; the
+    # client must then handshake again ("Streaming API client connection" guide).
+    reconnect_after_server_disconnect = True
 
     # -- public API, with aiosfstream's exceptions -------------------------------
     open = _translated(cometd_client.Client.open)

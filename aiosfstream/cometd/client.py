@@ -153,6 +153,11 @@ class Client:
         self._queue: PrefetchQueue | None = None
         self._connected: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._disconnect_notice: Message | None = None
+
+    #: Whether a ``/meta/disconnect`` sent by the server starts a new session (``True``)
+    #: or ends :meth:`receive` with :class:`ServerError` (``False``, plain Bayeux).
+    reconnect_after_server_disconnect = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._lifecycle.value} url={self.url!r}>"
@@ -422,8 +427,8 @@ class Client:
     def _take_unsolicited(self, messages: Payload) -> None:
         for message in messages:
             if message.get("channel") == MetaChannel.DISCONNECT:
-                # Salesforce (API 64.0+) may end a session on its own; start a new one.
-                logger.info("the server ended the session; handshaking again")
+                logger.info("the server ended the session")
+                self._disconnect_notice = message
                 if self._protocol.state is State.CONNECTED:
                     self._protocol.session_lost()
             else:
@@ -499,6 +504,11 @@ class Client:
         # Consecutive "handshake again" answers without a successful poll in between.
         handshake_requests = 0
         while True:
+            notice, self._disconnect_notice = self._disconnect_notice, None
+            if notice is not None:
+                if not self.reconnect_after_server_disconnect:
+                    raise ServerError("the server ended the session", notice)
+                action = Action.HANDSHAKE
             if action is Action.CONNECT and self._protocol.state is State.CONNECTED:
                 await self._queue.wait_for_room()
             remaining: float | None = None

@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from aiosfstream import ReplayOption
+from aiosfstream import PasswordAuthenticator, ReplayOption
 from aiosfstream.cometd import Backoff
+from aiosfstream.cometd import Client as CometdClient
+from aiosfstream.cometd import ServerError as CometdServerError
 from aiosfstream.exceptions import ServerError, TransportTimeoutError
 from aiosfstream.testing import SalesforceEmulator
 from tests.e2e.conftest import CHANNEL, make_client, name_of, publish
@@ -225,3 +227,23 @@ async def test_close_ends_async_for(emulator: SalesforceEmulator) -> None:
     await client.close()
     await asyncio.wait_for(consumer, 5)
     assert [name_of(message) for message in seen] == ["a"]
+
+
+async def test_plain_bayeux_client_stops_when_the_server_ends_the_session(
+    emulator: SalesforceEmulator,
+) -> None:
+    # Outside Salesforce, a server's /meta/disconnect means "go away": ServerError.
+    credentials = emulator.credentials
+    auth = PasswordAuthenticator(
+        credentials.consumer_key,
+        credentials.consumer_secret,
+        credentials.username,
+        credentials.password,
+        login_url=emulator.url,
+        allow_insecure_http=True,
+    )
+    async with CometdClient(emulator.cometd_url(), auth=auth) as client:
+        await client.subscribe(CHANNEL)
+        emulator.server_disconnect()
+        with pytest.raises(CometdServerError, match="ended the session"):
+            await asyncio.wait_for(client.receive(), 10)
