@@ -9,8 +9,6 @@ streaming client subscribes and receives events with each authenticator.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import logging
 import ssl
@@ -25,10 +23,8 @@ import aiohttp
 import jwt
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 
 from aiosfstream import Client
 from aiosfstream.auth import (
@@ -47,6 +43,7 @@ from aiosfstream.auth import (
 )
 from aiosfstream.exceptions import AuthenticationError, ServerError
 from aiosfstream.testing import SalesforceEmulator
+from tests.helpers import self_signed_certificate
 
 CONSUMER_KEY = "3MVG9-flows-consumer-key"
 CONSUMER_SECRET = "cs-FLOWS-SECRET-5e1d"
@@ -891,42 +888,10 @@ class TLSServer(NamedTuple):
     forms: list[dict[str, str]]
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert_pem)
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file, cert_pem
-
-
 @pytest.fixture
 async def tls_server(tmp_path: Path) -> AsyncIterator[TLSServer]:
     """An https token endpoint with a self-signed certificate, answering every grant."""
-    cert_file, key_file, cert_pem = _self_signed(tmp_path)
+    cert_file, key_file, cert_pem = self_signed_certificate(tmp_path)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert_file, key_file)
     forms: list[dict[str, str]] = []
