@@ -38,6 +38,7 @@ from aiosfstream.policy import (
     is_invalid_replay_error,
 )
 from aiosfstream.replay import (
+    ReplayMarker,
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
@@ -197,7 +198,7 @@ class Client(cometd_client.Client):
             previous = self._handed.get(channel)
             self._handed[channel] = message
             self._handed_count += 1
-            if self._handed_count >= AUTOMATIC_STORE_INTERVAL or not self.has_pending_messages:
+            if self._handed_count >= AUTOMATIC_STORE_INTERVAL or not self._queue:
                 try:
                     await self._store_handed()
                 except BaseException:
@@ -211,10 +212,17 @@ class Client(cometd_client.Client):
         return message
 
     async def _store_handed(self) -> None:
-        """Store the marker of the last message handed over on each channel."""
-        while self._handed:
-            channel, message = next(iter(self._handed.items()))
-            await self._store_marker(message)
+        """Store the marker of the last message handed over on each channel, together."""
+        if not self._handed:
+            return
+        handed = dict(self._handed)
+        markers = {}
+        for channel, message in handed.items():
+            marker = self._marker_of(message)
+            if marker is not None:
+                markers[channel] = marker
+        await self.replay_marker_storage.store_markers(markers)
+        for channel, message in handed.items():
             if self._handed.get(channel) is message:
                 del self._handed[channel]
         self._handed_count = 0
@@ -230,14 +238,19 @@ class Client(cometd_client.Client):
         await self._store_marker(message)
 
     async def _store_marker(self, message: Message) -> None:
+        marker = self._marker_of(message)
+        if marker is not None:
+            # A storage that fails to store raises: the caller must know.
+            await self.replay_marker_storage.store_marker(message["channel"], marker)
+
+    @staticmethod
+    def _marker_of(message: Message) -> ReplayMarker | None:
         try:
-            marker = marker_from_message(message)
+            return marker_from_message(message)
         except ReplayError as error:
             # An event without a replay id cannot be replayed; there is nothing to store.
             logger.warning("replay marker not stored: %s", error)
-            return
-        # A storage that fails to store raises: the caller must know.
-        await self.replay_marker_storage.store_marker(message["channel"], marker)
+            return None
 
     # -- Salesforce policy on top of the CometD client ---------------------------
     async def _authenticate(self) -> None:
@@ -272,10 +285,15 @@ class Client(cometd_client.Client):
             await super()._subscribe_request(channel, ext=fallback)
 
     def _on_events(self, events: list[Message]) -> None:
-        for event in events:
-            replay_id = _replay_id_of(event)
-            if replay_id is not None:
-                self._received_ids[event["channel"]] = replay_id
+        # Only the newest event of each channel matters: read the batch from its end.
+        done: set[str] = set()
+        for event in reversed(events):
+            channel = event["channel"]
+            if channel not in done:
+                replay_id = _replay_id_of(event)
+                if replay_id is not None:
+                    self._received_ids[channel] = replay_id
+                    done.add(channel)
 
     def _action_after_transport_error(self, action: Action) -> Action:
         # A poll that failed on the network may have carried events that are now lost

@@ -342,6 +342,14 @@ class ReplayMarkerStorage(Extension):
             if is_newer(marker, current):
                 await self.set_replay_marker(subscription, marker)
 
+    async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
+        """Store the markers of several subscriptions, each only if it is newer.
+
+        Storages that can write them together (in one transaction, say) override this.
+        """
+        for subscription, marker in markers.items():
+            await self.store_marker(subscription, marker)
+
     async def store_message(self, message: Message) -> None:
         """Store the marker of the event *message* under its channel.
 

@@ -292,7 +292,8 @@ class Client:
         """
         if self._queue is None:
             raise ClientInvalidOperation("the client is not open; call open() first")
-        return await self._queue.get()
+        message = self._queue.get_nowait()  # no extra coroutine when one is waiting
+        return message if message is not None else await self._queue.get()
 
     def __aiter__(self) -> Client:
         return self

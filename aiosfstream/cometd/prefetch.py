@@ -104,7 +104,7 @@ class PrefetchQueue:
             self._items.append(self._backlog.popleft())
         if not self._items and self._failure is None:
             self._readable.clear()
-        if not self.full():
+        if not self._room.is_set() and not self.full():
             self._room.set()
         if isinstance(item, _Raise):
             raise item.error

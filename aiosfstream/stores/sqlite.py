@@ -24,7 +24,7 @@ import math
 import os
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -223,6 +223,18 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
                 self._pending[subscription] = checked
                 self._schedule_flush()
 
+    async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
+        """Store several markers, each only if newer, in one transaction (one disk sync).
+
+        :raises ReplayError: the database failed, or the storage is closed
+        """
+        checked = {name: check_marker(name, marker) for name, marker in markers.items()}
+        self._check_open()
+        if self._commit_interval is not None:
+            await super().store_markers(checked)
+            return
+        await self._run(lambda connection: self._write_newer(connection, checked))
+
     async def flush(self) -> None:
         """Commit the markers waiting for the commit interval now.
 
@@ -385,9 +397,15 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
     def _write_if_newer(
         self, connection: sqlite3.Connection, subscription: str, marker: ReplayMarker
     ) -> None:
+        self._write_newer(connection, {subscription: marker})
+
+    def _write_newer(
+        self, connection: sqlite3.Connection, markers: Mapping[str, ReplayMarker]
+    ) -> None:
         with _transaction(connection):
-            if is_newer(marker, self._select(connection, subscription)):
-                connection.execute(self._upsert, (subscription, marker.date, marker.replay_id))
+            for subscription, marker in markers.items():
+                if is_newer(marker, self._select(connection, subscription)):
+                    connection.execute(self._upsert, (subscription, marker.date, marker.replay_id))
 
     def _close_connection(self) -> None:
         connection, self._connection = self._connection, None
