@@ -113,3 +113,43 @@ async def publish_until_received(
         if not waiting.done():
             waiting.cancel()
         await asyncio.gather(pumping, waiting, return_exceptions=True)
+
+
+async def check_prefetch_is_bounded(
+    url: str, connection_type: ConnectionType, *, limit: int, total: int
+) -> None:
+    """Flood a subscriber whose consumer is slow; ``pending_count`` must stay <= *limit*.
+
+    The consumer starts late, then takes a message every 30 ms: well within the servers'
+    session timeouts (Faye drops a client after 2 x timeout without a /meta/connect).
+    """
+    async with (
+        opened(url, connection_type, max_pending_count=limit) as subscriber,
+        opened(url, connection_type) as publisher,
+    ):
+        await subscriber.subscribe("/flood")
+        observed: list[int] = []
+        watching = True
+
+        async def watch() -> None:
+            while watching:
+                observed.append(subscriber.pending_count)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            for n in range(total):
+                await publisher.publish("/flood", {"n": n})
+            await asyncio.sleep(0.5)
+            assert subscriber.has_pending_messages
+            received = []
+            for _ in range(total):
+                assert subscriber.pending_count <= limit
+                received.append((await receive(subscriber))["data"]["n"])
+                await asyncio.sleep(0.03)
+        finally:
+            watching = False
+            await watcher
+
+        assert received == list(range(total))
+        assert max(observed) <= limit, f"pending_count went up to {max(observed)}"

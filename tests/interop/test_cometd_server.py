@@ -30,6 +30,7 @@ from aiosfstream.cometd.exceptions import (
 from tests.interop.support import (
     Recorder,
     assert_nothing_received,
+    check_prefetch_is_bounded,
     opened,
     publish_until_received,
     receive,
@@ -187,34 +188,4 @@ async def test_close_is_clean(cometd_server: NodeServer) -> None:
 
 
 async def test_max_pending_count_bounds_prefetch(cometd_server: NodeServer) -> None:
-    limit = 3
-    total = 12
-    async with (
-        opened(cometd_server.url, LONG_POLLING, max_pending_count=limit) as subscriber,
-        opened(cometd_server.url, LONG_POLLING) as publisher,
-    ):
-        await subscriber.subscribe("/flood")
-        observed: list[int] = []
-        watching = True
-
-        async def watch() -> None:
-            while watching:
-                observed.append(subscriber.pending_count)
-                await asyncio.sleep(0.005)
-
-        watcher = asyncio.create_task(watch())
-        try:
-            for n in range(total):
-                await publisher.publish("/flood", {"n": n})
-            await asyncio.sleep(0.5)
-            received = []
-            for _ in range(total):
-                assert subscriber.pending_count <= limit
-                received.append((await receive(subscriber))["data"]["n"])
-                await asyncio.sleep(0.03)
-        finally:
-            watching = False
-            await watcher
-
-        assert received == list(range(total))
-        assert max(observed) <= limit, f"pending_count went up to {max(observed)}"
+    await check_prefetch_is_bounded(cometd_server.url, LONG_POLLING, limit=3, total=12)

@@ -19,6 +19,7 @@ from aiosfstream.cometd.exceptions import (
 from tests.interop.support import (
     Recorder,
     assert_nothing_received,
+    check_prefetch_is_bounded,
     opened,
     publish_until_received,
     receive,
@@ -368,38 +369,4 @@ async def test_async_iteration(faye_server: NodeServer, connection_type: Connect
 async def test_max_pending_count_bounds_prefetch(
     faye_server: NodeServer, connection_type: ConnectionType
 ) -> None:
-    limit = 3
-    total = 15
-    async with (
-        opened(faye_server.url, connection_type, max_pending_count=limit) as subscriber,
-        opened(faye_server.url, connection_type) as publisher,
-    ):
-        await subscriber.subscribe("/flood")
-        observed: list[int] = []
-        watching = True
-
-        async def watch() -> None:
-            while watching:
-                observed.append(subscriber.pending_count)
-                await asyncio.sleep(0.005)
-
-        watcher = asyncio.create_task(watch())
-        try:
-            for n in range(total):
-                await publisher.publish("/flood", {"n": n})
-            # A consumer that is slow to start, then slow to take each message. It stays well
-            # within Faye's limit of 2 x timeout (4 s) without a /meta/connect, after which
-            # Faye would drop the client and the messages queued for it.
-            await asyncio.sleep(0.5)
-            assert subscriber.has_pending_messages
-            received = []
-            for _ in range(total):
-                assert subscriber.pending_count <= limit
-                received.append((await receive(subscriber))["data"]["n"])
-                await asyncio.sleep(0.03)
-        finally:
-            watching = False
-            await watcher
-
-        assert received == list(range(total))
-        assert max(observed) <= limit, f"pending_count went up to {max(observed)}"
+    await check_prefetch_is_bounded(faye_server.url, connection_type, limit=3, total=15)
