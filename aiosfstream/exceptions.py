@@ -8,6 +8,10 @@
     ├── ClientError                  (also a cometd ClientError)
     │   └── ClientInvalidOperation
     ├── TransportError               (also a cometd TransportError)
+    │   ├── HTTPStatusError
+    │   │   └── HTTPRedirectError
+    │   ├── InvalidMessage
+    │   ├── ResponseTooLargeError
     │   ├── TransportInvalidOperation
     │   ├── TransportTimeoutError
     │   └── TransportConnectionClosed
@@ -24,13 +28,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from aiosfstream.cometd import exceptions as cometd_errors
+from aiosfstream.cometd import messages as cometd_messages
 
 __all__ = [
     "AiosfstreamException",
     "AuthenticationError",
     "ClientError",
     "ClientInvalidOperation",
+    "HTTPRedirectError",
+    "HTTPStatusError",
+    "InvalidMessage",
     "ReplayError",
+    "ResponseTooLargeError",
     "ServerError",
     "TransportConnectionClosed",
     "TransportError",
@@ -53,7 +62,9 @@ class AuthenticationError(AiosfstreamException):
     :param error: Salesforce's ``error`` code, e.g. ``invalid_grant``
     :param error_description: Salesforce's ``error_description``
     :param retryable: the cause is temporary (the token endpoint could not be
-        reached); the client retries within ``connection_timeout``
+        reached, answered 5xx or 429, or sent a page that is not JSON); the client
+        retries within ``connection_timeout``
+    :param retry_after: seconds the token endpoint asked to wait (``Retry-After``)
     """
 
     def __init__(
@@ -64,9 +75,11 @@ class AuthenticationError(AiosfstreamException):
         error: str | None = None,
         error_description: str | None = None,
         retryable: bool = False,
+        retry_after: float | None = None,
     ) -> None:
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after
         self.error = error
         self.error_description = error_description
         details = ": ".join(part for part in (error, error_description) if part)
@@ -89,6 +102,22 @@ class TransportError(AiosfstreamException, cometd_errors.TransportError):
     """The connection to Salesforce failed."""
 
 
+class HTTPStatusError(TransportError, cometd_errors.HTTPStatusError):
+    """Salesforce answered with an HTTP error status (``status``)."""
+
+
+class HTTPRedirectError(HTTPStatusError, cometd_errors.HTTPRedirectError):
+    """Salesforce answered with a redirect (``status``, ``location``); never followed."""
+
+
+class InvalidMessage(TransportError, cometd_messages.InvalidMessage):
+    """Salesforce sent something that is not a valid Bayeux message."""
+
+
+class ResponseTooLargeError(TransportError, cometd_errors.ResponseTooLargeError):
+    """A response body was larger than ``max_response_bytes`` (``limit``)."""
+
+
 class TransportInvalidOperation(TransportError, cometd_errors.TransportInvalidOperation):
     """The transport was asked to do something it cannot do in its state."""
 
@@ -109,6 +138,10 @@ class ServerError(AiosfstreamException, cometd_errors.ServerError):
 _TWINS: tuple[tuple[type[cometd_errors.CometdException], type[AiosfstreamException]], ...] = (
     (cometd_errors.ClientInvalidOperation, ClientInvalidOperation),
     (cometd_errors.ClientError, ClientError),
+    (cometd_errors.HTTPRedirectError, HTTPRedirectError),
+    (cometd_errors.HTTPStatusError, HTTPStatusError),
+    (cometd_messages.InvalidMessage, InvalidMessage),
+    (cometd_errors.ResponseTooLargeError, ResponseTooLargeError),
     (cometd_errors.TransportInvalidOperation, TransportInvalidOperation),
     (cometd_errors.TransportTimeoutError, TransportTimeoutError),
     (cometd_errors.TransportConnectionClosed, TransportConnectionClosed),
@@ -123,10 +156,7 @@ def twin_of(error: cometd_errors.CometdException) -> AiosfstreamException | None
         return error
     for cometd_class, twin_class in _TWINS:
         if isinstance(error, cometd_class):
-            twin = twin_class.__new__(twin_class)
-            twin.__dict__.update(error.__dict__)
-            twin.args = error.args
-            return twin
+            return twin_class(*error._constructor_args())
     return None
 
 

@@ -8,6 +8,7 @@ __all__ = [
     "BAYEUX_VERSION",
     "DEFAULT_CONNECTION_TIMEOUT",
     "DEFAULT_MAX_PENDING_COUNT",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "MAX_REQUEST_BYTES",
     "META_CHANNEL_PREFIX",
     "SERVICE_CHANNEL_PREFIX",
@@ -23,6 +24,9 @@ SERVICE_CHANNEL_PREFIX = "/service/"
 DEFAULT_CONNECTION_TIMEOUT = 10.0
 #: Messages prefetched before the client stops asking the server for more.
 DEFAULT_MAX_PENDING_COUNT = 100
+#: The largest response body a client reads. Salesforce asks CometD clients for a
+#: buffer of at least 10 MB, since one /meta/connect reply may carry many events.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 #: Salesforce rejects larger request bodies with "413 Maximum Request Size Exceeded".
 MAX_REQUEST_BYTES = 32_768
 

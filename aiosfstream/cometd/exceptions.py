@@ -7,6 +7,9 @@
     │   └── ClientInvalidOperation
     ├── TransportError
     │   ├── HTTPStatusError
+    │   │   └── HTTPRedirectError
+    │   ├── InvalidMessage          (in aiosfstream.cometd.messages)
+    │   ├── ResponseTooLargeError
     │   ├── TransportInvalidOperation
     │   ├── TransportTimeoutError
     │   └── TransportConnectionClosed
@@ -23,7 +26,9 @@ __all__ = [
     "ClientError",
     "ClientInvalidOperation",
     "CometdException",
+    "HTTPRedirectError",
     "HTTPStatusError",
+    "ResponseTooLargeError",
     "ServerError",
     "TransportConnectionClosed",
     "TransportError",
@@ -33,8 +38,23 @@ __all__ = [
 ]
 
 
+#: Longest piece of server-supplied text quoted in an error message.
+MAX_QUOTED_TEXT = 1000
+
+
+def shorten(text: str, limit: int = MAX_QUOTED_TEXT) -> str:
+    """Cut server-supplied *text* to about *limit* characters for an error message."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 class CometdException(Exception):
     """Root of every error raised by :mod:`aiosfstream.cometd`."""
+
+    def _constructor_args(self) -> tuple[Any, ...]:
+        """The arguments that build an equal error; used to build its twin."""
+        return tuple(self.args)
 
 
 class ClientError(CometdException):
@@ -58,6 +78,41 @@ class HTTPStatusError(TransportError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+    def _constructor_args(self) -> tuple[Any, ...]:
+        return (self.args[0], self.status)
+
+
+class HTTPRedirectError(HTTPStatusError):
+    """The server answered with a redirect, which is never followed.
+
+    Following it would send the session, or credentials, to a host the user did not
+    name.
+
+    :param status: the HTTP status code (301, 302, 303, 307, 308)
+    :param location: the ``Location`` header, ``None`` if absent
+    """
+
+    def __init__(self, message: str, status: int, location: str | None) -> None:
+        super().__init__(message, status)
+        self.location = location
+
+    def _constructor_args(self) -> tuple[Any, ...]:
+        return (self.args[0], self.status, self.location)
+
+
+class ResponseTooLargeError(TransportError):
+    """A response body is larger than the client accepts.
+
+    :param limit: the largest body accepted, in bytes
+    """
+
+    def __init__(self, message: str, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+    def _constructor_args(self) -> tuple[Any, ...]:
+        return (self.args[0], self.limit)
 
 
 class TransportInvalidOperation(TransportError):
@@ -105,10 +160,15 @@ class ServerError(CometdException):
     """
 
     def __init__(self, message: str, response: dict[str, Any] | None = None) -> None:
+        #: What failed, in a few words, without the server's error text.
+        self.message = message
         #: The server's reply, if there is one.
         self.response = response
         detail = self.error
-        super().__init__(f"{message}: {detail}" if detail else message)
+        super().__init__(f"{message}: {shorten(detail)}" if detail else message)
+
+    def _constructor_args(self) -> tuple[Any, ...]:
+        return (self.message, self.response)
 
     @property
     def error(self) -> str | None:
