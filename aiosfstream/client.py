@@ -16,25 +16,24 @@ from aiosfstream.cometd.backoff import Backoff
 from aiosfstream.cometd.constants import (
     DEFAULT_CONNECTION_TIMEOUT,
     DEFAULT_MAX_PENDING_COUNT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     ConnectionType,
 )
 from aiosfstream.cometd.exceptions import CometdException
 from aiosfstream.cometd.exceptions import ServerError as CometdServerError
-from aiosfstream.cometd.protocol import Action
+from aiosfstream.cometd.recovery import RecoveryPolicy
 from aiosfstream.exceptions import (
     AiosfstreamException,
-    AuthenticationError,
     ReplayError,
-    TransportError,
     translate_errors,
     twin_of,
 )
 from aiosfstream.policy import (
     DEFAULT_API_VERSION,
-    backoff_scale,
+    SalesforceRecoveryPolicy,
     check_api_version,
     cometd_url,
-    failure_action,
+    failure_reason,
     is_invalid_replay_error,
 )
 from aiosfstream.replay import (
@@ -103,6 +102,7 @@ class Client(cometd_client.Client):
     :param ssl: an :class:`ssl.SSLContext`, or ``False`` to skip certificate checks
     :param proxy: URL of an HTTP proxy
     :param backoff: the delays between reconnection attempts
+    :param max_response_bytes: the largest response body accepted
     """
 
     def __init__(
@@ -120,6 +120,7 @@ class Client(cometd_client.Client):
         ssl: SSLContext | bool | None = None,
         proxy: str | None = None,
         backoff: Backoff | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if not isinstance(authenticator, AuthenticatorBase):
             raise TypeError(
@@ -143,6 +144,7 @@ class Client(cometd_client.Client):
             json_dumps=json_dumps,
             json_loads=json_loads,
             backoff=backoff,
+            max_response_bytes=max_response_bytes,
         )
         self.authenticator = authenticator
         #: Where the replay markers live.
@@ -153,14 +155,13 @@ class Client(cometd_client.Client):
         # lifetime; a resubscription after a new handshake continues from it, so that
         # events still waiting in the prefetch queue do not arrive twice.
         self._received_ids: dict[str, int] = {}
+        # Channels subscribed from a replay position (a stored marker, or ALL_EVENTS):
+        # a new session can resume them even before they deliver anything.
+        self._positioned: set[str] = set()
         # AUTOMATIC policy: the last message handed over per channel whose marker is
         # not stored yet, and how many messages were handed over since the last store.
         self._handed: dict[str, Message] = {}
         self._handed_count = 0
-
-    # Salesforce (API 64.0+) ends sessions on its own when it scales its servers; the
-    # client must then handshake again ("Streaming API client connection" guide).
-    reconnect_after_server_disconnect = True
 
     # -- public API, with aiosfstream's exceptions -------------------------------
     open = _translated(cometd_client.Client.open)
@@ -253,24 +254,22 @@ class Client(cometd_client.Client):
             return None
 
     # -- Salesforce policy on top of the CometD client ---------------------------
+    def _make_policy(self, backoff: Backoff) -> RecoveryPolicy:
+        return SalesforceRecoveryPolicy(backoff)
+
     async def _authenticate(self) -> None:
-        try:
-            await self.authenticator.authenticate()
-        except AuthenticationError as error:
-            if error.retryable:
-                # The token endpoint could not be reached: a network problem, retried
-                # within connection_timeout like any other.
-                raise TransportError(str(error)) from error
-            raise
+        await self.authenticator.authenticate()
         assert self.authenticator.instance_url is not None
         self.url = cometd_url(self.authenticator.instance_url, self.api_version)
 
-    async def _subscribe_request(self, channel: str, *, ext: Message | None = None) -> None:
+    async def _subscribe_request(
+        self, channel: str, *, timeout: float, ext: Message | None = None
+    ) -> Message:
         received = self._received_ids.get(channel)
         if ext is None and received is not None:
             ext = {"replay": {channel: received}}
         try:
-            await super()._subscribe_request(channel, ext=ext)
+            sent = await super()._subscribe_request(channel, timeout=timeout, ext=ext)
         except CometdServerError as error:
             if self.replay_fallback is None or not is_invalid_replay_error(error):
                 raise
@@ -282,7 +281,15 @@ class Client(cometd_client.Client):
             )
             self._received_ids.pop(channel, None)
             fallback = {"replay": {channel: int(self.replay_fallback)}}
-            await super()._subscribe_request(channel, ext=fallback)
+            sent = await super()._subscribe_request(channel, timeout=timeout, ext=fallback)
+        ext_sent = sent.get("ext")
+        replay = ext_sent.get("replay") if isinstance(ext_sent, dict) else None
+        start = replay.get(channel) if isinstance(replay, dict) else None
+        if isinstance(start, int) and start != ReplayOption.NEW_EVENTS:
+            self._positioned.add(channel)
+        else:
+            self._positioned.discard(channel)
+        return sent
 
     def _on_events(self, events: list[Message]) -> None:
         # Only the newest event of each channel matters: read the batch from its end.
@@ -295,24 +302,22 @@ class Client(cometd_client.Client):
                     self._received_ids[channel] = replay_id
                     done.add(channel)
 
-    def _action_after_transport_error(self, action: Action) -> Action:
-        # A poll that failed on the network may have carried events that are now lost
-        # in that session. When the replay id of every subscription is known, a new
-        # session resubscribed from those ids replays exactly what may be missing.
-        subscriptions = self.subscriptions
-        if (
-            action is Action.CONNECT
-            and subscriptions
-            and all(channel in self._received_ids for channel in subscriptions)
-        ):
-            return Action.HANDSHAKE
-        return action
+    def _resumable(self) -> bool:
+        # A poll that failed may have carried events that are now lost in that session.
+        # A new session resubscribed from the replay positions replays them, for every
+        # channel that has one; a NEW_EVENTS channel that delivered nothing yet starts
+        # again at its option.
+        return any(
+            channel in self._received_ids or channel in self._positioned
+            for channel in self._protocol.subscriptions
+        )
 
-    def _failure_action(self, reply: Message) -> Action:
-        return failure_action(reply, super()._failure_action(reply))
-
-    def _backoff_scale(self, reply: Message | None) -> float:
-        return backoff_scale(reply)
+    def _refusal(self, error: CometdServerError) -> CometdServerError:
+        # "403::Handshake denied" says little; the cause is in ext.sfdc.failureReason.
+        reason = failure_reason(error.response) if error.response is not None else ""
+        if not reason or reason in error.message:
+            return error
+        return type(error)(f"{error.message} ({reason})", error.response)
 
 
 class SalesforceStreamingClient(Client):

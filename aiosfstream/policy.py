@@ -1,4 +1,4 @@
-"""Salesforce's reading of Bayeux errors: pure decisions, no I/O.
+"""Salesforce's reading of Bayeux errors and its recovery rules: pure decisions, no I/O.
 
 Each rule quotes the Salesforce documentation it implements
 ("Handling Errors" and "Streaming API Error Codes" of the Streaming API guide).
@@ -9,18 +9,28 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from aiosfstream.cometd.advice import Advice
+from aiosfstream.cometd.backoff import Backoff
 from aiosfstream.cometd.exceptions import ServerError, parse_error
-from aiosfstream.cometd.protocol import Action
+from aiosfstream.cometd.recovery import (
+    BAYEUX_TABLE,
+    Action,
+    Outcome,
+    RecoveryPolicy,
+    Rule,
+    Step,
+    Table,
+)
+from aiosfstream.exceptions import AuthenticationError
 from aiosfstream.typing import Message
 
 __all__ = [
     "DEFAULT_API_VERSION",
-    "LIMIT_BACKOFF_SCALE",
     "MINIMUM_API_VERSION",
-    "backoff_scale",
+    "SALESFORCE_TABLE",
+    "SalesforceRecoveryPolicy",
     "check_api_version",
     "cometd_url",
-    "failure_action",
     "failure_reason",
     "is_invalid_replay_error",
 ]
@@ -29,8 +39,6 @@ __all__ = [
 DEFAULT_API_VERSION = "66.0"
 #: "Unsupported API version. Only API versions '37.0' and later are supported."
 MINIMUM_API_VERSION = 37.0
-#: How much longer to back off after Salesforce says it is overloaded or at a limit.
-LIMIT_BACKOFF_SCALE = 10.0
 
 _VERSION_PATTERN = re.compile(r"^\d{2,3}\.0$")
 # Errors that mean "try again later" rather than "give up".
@@ -83,29 +91,45 @@ def is_invalid_replay_error(error: ServerError) -> bool:
     return error.error_code == 400 and "replayid" in message and "invalid" in message
 
 
-def failure_action(reply: Message, default: Action) -> Action:
-    """Decide what follows an unsuccessful ``/meta/connect`` or ``/meta/handshake``.
+_SALESFORCE_ROWS = {
+    # Salesforce (API 64.0+) ends sessions on its own when it scales its servers; the
+    # client must then handshake again ("Streaming API client connection" guide).
+    (step, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE)
+    for step in (Step.CONNECT, Step.RESUBSCRIBE, Step.REQUEST)
+}
 
-    *default* is the generic Bayeux decision, used when no Salesforce rule applies.
-    """
-    texts = _texts(reply)
-    # "503::Server is too busy" and the connection limits: retry later, serially.
-    if any(marker in text for text in texts for marker in _RETRY_LATER):
-        return default if default is Action.CONNECT else Action.HANDSHAKE
-    # "401::Authentication invalid" on connect, or "403::Handshake denied" whose
-    # failureReason is a 401: the client must reauthenticate and reconnect.
-    if parse_error(reply.get("error")).code == 401 and not any(
-        "unknown client" in t for t in texts
-    ):
-        return Action.REAUTHENTICATE
-    if failure_reason(reply).startswith("401"):
-        return Action.REAUTHENTICATE
-    # "403::Unknown client": the session is gone, the token is not; handshake again.
-    return default
+#: The Bayeux rules with Salesforce's reading of a server-sent ``/meta/disconnect``.
+SALESFORCE_TABLE: Table = {
+    (phase, step, outcome): _SALESFORCE_ROWS.get((step, outcome), rule)
+    for (phase, step, outcome), rule in BAYEUX_TABLE.items()
+}
 
 
-def backoff_scale(reply: Message | None) -> float:
-    """How much longer than usual to wait after *reply*."""
-    if reply is not None and any(m in t for t in _texts(reply) for m in _RETRY_LATER):
-        return LIMIT_BACKOFF_SCALE
-    return 1.0
+class SalesforceRecoveryPolicy(RecoveryPolicy):
+    """The recovery table, with Salesforce's error replies read the way it means them."""
+
+    def __init__(self, backoff: Backoff | None = None, table: Table = SALESFORCE_TABLE) -> None:
+        super().__init__(backoff, table)
+
+    def classify_reply(self, reply: Message, advice: Advice) -> Outcome:
+        if reply.get("successful"):
+            return Outcome.SUCCESS
+        texts = _texts(reply)
+        # "503::Server is too busy" and the connection limits: retry later, serially
+        # ("Handling Errors").
+        if any(marker in text for text in texts for marker in _RETRY_LATER):
+            return Outcome.OVERLOADED
+        # "403::Unknown client": the session is gone, the token is not. Salesforce has
+        # been seen sending it with "reconnect": "none"; a new session still works.
+        if any("unknown client" in text for text in texts):
+            return Outcome.UNKNOWN_CLIENT
+        # "401::Authentication invalid" on connect, or "403::Handshake denied" whose
+        # failureReason is a 401: reauthenticate, then handshake again.
+        if parse_error(reply.get("error")).code == 401 or failure_reason(reply).startswith("401"):
+            return Outcome.AUTHENTICATION_INVALID
+        return super().classify_reply(reply, advice)
+
+    def classify_error(self, error: BaseException) -> Outcome:
+        if isinstance(error, AuthenticationError):
+            return Outcome.TOKEN_UNAVAILABLE if error.retryable else Outcome.TOKEN_REFUSED
+        return super().classify_error(error)

@@ -38,12 +38,26 @@ class Backoff:
         :param minimum: a floor, such as the server's advice ``interval``
         :param scale: multiplies the ceiling, for errors that deserve a longer pause
         """
+        delay = self.delay(self._attempt, self.random(), minimum=minimum, scale=scale)
+        if self.initial * scale * self.factor**self._attempt < self.cap:
+            self._attempt += 1
+        return delay
+
+    def delay(
+        self, attempt: int, jitter: float, *, minimum: float = 0.0, scale: float = 1.0
+    ) -> float:
+        """The delay after *attempt* earlier failures, placed by *jitter* in [0, 1).
+
+        Pure: the same arguments always give the same delay.
+        """
         if not 0 < scale < math.inf:
             raise ValueError(f"scale must be a positive finite number, got {scale!r}")
-        ceiling = min(self.cap, self.initial * scale * self.factor**self._attempt)
-        if ceiling < self.cap:
-            self._attempt += 1
-        return max(minimum, ceiling * (0.5 + 0.5 * self.random()))
+        try:
+            growth = self.factor**attempt
+        except OverflowError:  # a very long outage: the cap applies anyway
+            growth = math.inf
+        ceiling = min(self.cap, self.initial * scale * growth)
+        return max(minimum, ceiling * (0.5 + 0.5 * jitter))
 
     def reset(self) -> None:
         """Forget past failures."""

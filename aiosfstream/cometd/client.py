@@ -13,7 +13,7 @@ import contextlib
 import enum
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,20 +24,31 @@ from aiosfstream.cometd.backoff import Backoff
 from aiosfstream.cometd.constants import (
     DEFAULT_CONNECTION_TIMEOUT,
     DEFAULT_MAX_PENDING_COUNT,
+    DEFAULT_MAX_RESPONSE_BYTES,
     ConnectionType,
     MetaChannel,
 )
 from aiosfstream.cometd.exceptions import (
     ClientInvalidOperation,
-    HTTPStatusError,
+    CometdException,
     ServerError,
     TransportError,
     TransportTimeoutError,
 )
 from aiosfstream.cometd.extensions import AuthExtension, Extension
-from aiosfstream.cometd.messages import InvalidMessage, check_channel
+from aiosfstream.cometd.messages import check_channel
 from aiosfstream.cometd.prefetch import PrefetchQueue
-from aiosfstream.cometd.protocol import Action, BayeuxProtocol, State
+from aiosfstream.cometd.protocol import BayeuxProtocol, State
+from aiosfstream.cometd.recovery import (
+    Action,
+    Decision,
+    LostReply,
+    Outcome,
+    Phase,
+    RecoveryPolicy,
+    Situation,
+    Step,
+)
 from aiosfstream.cometd.transports import TRANSPORTS, LongPollingTransport, Transport
 from aiosfstream.typing import Headers, JsonDumper, JsonLoader, Message, Payload
 
@@ -49,10 +60,13 @@ logger = logging.getLogger(__name__)
 POLL_MARGIN = 15.0
 #: Seconds a request other than ``/meta/connect`` may take.
 REQUEST_TIMEOUT = 30.0
+#: Seconds an attempt made at the ``connection_timeout`` deadline may still take.
+LAST_ATTEMPT_SECONDS = 1.0
 #: Seconds ``close()`` waits for the server to acknowledge ``/meta/disconnect``.
 DISCONNECT_TIMEOUT = 5.0
 
 _ClientT = TypeVar("_ClientT", bound="Client")
+_T = TypeVar("_T")
 
 
 class Lifecycle(enum.Enum):
@@ -103,6 +117,8 @@ class Client:
     :param json_dumps: JSON encoder
     :param json_loads: JSON decoder
     :param backoff: the delays between reconnection attempts
+    :param max_response_bytes: the largest response body accepted; a larger one is
+        a :class:`ResponseTooLargeError`, recovered from like a lost reply
     """
 
     def __init__(
@@ -119,6 +135,7 @@ class Client:
         json_dumps: JsonDumper = json.dumps,
         json_loads: JsonLoader = json.loads,
         backoff: Backoff | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if url is not None and not isinstance(url, str):
             raise TypeError(f"url must be a str, not {type(url).__name__}")
@@ -134,6 +151,14 @@ class Client:
             raise TypeError("ssl must be an ssl.SSLContext, a bool or None")
         if not callable(json_dumps) or not callable(json_loads):
             raise TypeError("json_dumps and json_loads must be callables")
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int):
+            raise TypeError(
+                f"max_response_bytes must be an int, not {type(max_response_bytes).__name__}"
+            )
+        if max_response_bytes <= 0:
+            raise ValueError(f"max_response_bytes must be positive, got {max_response_bytes!r}")
+        if backoff is not None and not isinstance(backoff, Backoff):
+            raise TypeError(f"backoff must be a Backoff, not {type(backoff).__name__}")
         self.url = url
         self.connection_timeout = _check_timeout("connection_timeout", connection_timeout)
         self.max_pending_count = max_pending_count
@@ -144,20 +169,27 @@ class Client:
         self._proxy = proxy
         self._json_dumps = json_dumps
         self._json_loads = json_loads
+        self.max_response_bytes = max_response_bytes
         self._backoff = backoff or Backoff()
+        self._policy = self._make_policy(self._backoff)
         self._protocol = BayeuxProtocol(self._connection_types)
         self._lifecycle = Lifecycle.UNOPENED
         self._session: aiohttp.ClientSession | None = None
         self._http: LongPollingTransport | None = None
         self._transport: Transport | None = None
         self._queue: PrefetchQueue | None = None
+        # Set while the session is usable by requests.
         self._connected: asyncio.Event | None = None
+        # Set when a request or a server message learned that the session is over;
+        # it ends the poll in flight, with _interruption as its outcome.
+        self._interrupted: asyncio.Event | None = None
+        self._interruption: tuple[Outcome, BaseException] = (
+            Outcome.UNKNOWN_CLIENT,
+            ClientInvalidOperation("the session was lost"),
+        )
+        # Subscriptions still to restore in the new session.
+        self._restore: list[str] = []
         self._task: asyncio.Task[None] | None = None
-        self._disconnect_notice: Message | None = None
-
-    #: Whether a ``/meta/disconnect`` sent by the server starts a new session (``True``)
-    #: or ends :meth:`receive` with :class:`ServerError` (``False``, plain Bayeux).
-    reconnect_after_server_disconnect = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._lifecycle.value} url={self.url!r}>"
@@ -180,8 +212,9 @@ class Client:
 
     @property
     def pending_count(self) -> int:
-        """Messages received and waiting for :meth:`receive`."""
-        return 0 if self._queue is None else len(self._queue)
+        """Messages received and waiting for :meth:`receive`, those beyond
+        ``max_pending_count`` included."""
+        return 0 if self._queue is None else len(self._queue) + self._queue.backlog_count
 
     @property
     def has_pending_messages(self) -> bool:
@@ -190,7 +223,12 @@ class Client:
 
     # -- lifecycle ---------------------------------------------------------------
     async def open(self) -> None:
-        """Authenticate if needed, handshake, and start fetching messages."""
+        """Authenticate if needed, handshake, and start fetching messages.
+
+        Transient failures are retried within ``connection_timeout`` (forever when it
+        is ``None``), by the same rules as a lost connection; a definitive refusal
+        raises at once.
+        """
         if self._lifecycle is not Lifecycle.UNOPENED:
             raise ClientInvalidOperation(
                 f"cannot open a client that is {self._lifecycle.value}; create a new one"
@@ -198,25 +236,13 @@ class Client:
         self._lifecycle = Lifecycle.OPEN
         self._queue = PrefetchQueue(self.max_pending_count)
         self._connected = asyncio.Event()
+        self._interrupted = asyncio.Event()
         # aiohttp's default jar drops cookies of IP hosts such as 127.0.0.1; Bayeux
         # servers rely on cookies (BAYEUX_BROWSER), so accept them from any host.
         self._session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        first = Action.AUTHENTICATE if self.auth is not None else Action.HANDSHAKE
         try:
-            if self.auth is not None:
-                await self._authenticate()
-            try:
-                await self._handshake()
-            except ServerError as error:
-                # Credentials that were good when obtained may be stale by now (a
-                # session token, say): get fresh ones once, then give up.
-                if (
-                    self.auth is None
-                    or error.response is None
-                    or self._failure_action(error.response) is not Action.REAUTHENTICATE
-                ):
-                    raise
-                await self._authenticate()
-                await self._handshake()
+            await self._drive(first, Phase.OPENING)
         except BaseException:
             await self.close()
             raise
@@ -262,26 +288,35 @@ class Client:
 
     # -- operations ----------------------------------------------------------------
     async def subscribe(self, channel: str) -> None:
-        """Subscribe to *channel*; raise :class:`ServerError` if the server refuses."""
+        """Subscribe to *channel*; raise :class:`ServerError` if the server refuses.
+
+        While the session is being re-established, waits for the new one (up to
+        ``connection_timeout``).
+        """
         check_channel(channel)
-        await self._ready()
-        await self._subscribe_request(channel)
+        await self._request(lambda timeout: self._subscribe_request(channel, timeout=timeout))
 
     async def unsubscribe(self, channel: str) -> None:
         """Unsubscribe from *channel*."""
         check_channel(channel)
-        await self._ready()
-        reply = await self._exchange(self._protocol.unsubscribe(channel), REQUEST_TIMEOUT)
-        self._protocol.handle_unsubscribe(reply, channel)
+
+        async def send(timeout: float) -> None:
+            reply = await self._exchange(self._protocol.unsubscribe(channel), timeout)
+            self._protocol.handle_unsubscribe(reply, channel)
+
+        await self._request(send)
 
     async def publish(self, channel: str, data: Any) -> Message:
         """Publish *data* to *channel* and return the server's reply."""
         check_channel(channel, allow_wildcards=False)
-        await self._ready()
-        reply = await self._exchange(self._protocol.publish(channel, data), REQUEST_TIMEOUT)
-        if not reply.get("successful"):
-            raise ServerError(f"Publish request to {channel} failed", reply)
-        return reply
+
+        async def send(timeout: float) -> Message:
+            reply = await self._exchange(self._protocol.publish(channel, data), timeout)
+            if not reply.get("successful"):
+                raise ServerError(f"Publish request to {channel} failed", reply)
+            return reply
+
+        return await self._request(send)
 
     async def receive(self) -> Message:
         """Return the next message, waiting for one if needed.
@@ -312,41 +347,103 @@ class Client:
         self._queue.push_front(message)
 
     # -- hooks for subclasses ------------------------------------------------------
+    def _make_policy(self, backoff: Backoff) -> RecoveryPolicy:
+        """The rules that decide what follows each outcome."""
+        return RecoveryPolicy(backoff)
+
     async def _authenticate(self) -> None:
         """Obtain fresh credentials from :attr:`auth`."""
-        if self.auth is None:
-            raise ServerError("the server asks for authentication, but no auth is set")
+        assert self.auth is not None
         await self.auth.authenticate()
 
-    async def _subscribe_request(self, channel: str, *, ext: Message | None = None) -> None:
-        """Send one ``/meta/subscribe``; used by :meth:`subscribe` and resubscription."""
+    async def _subscribe_request(
+        self, channel: str, *, timeout: float, ext: Message | None = None
+    ) -> Message:
+        """Send one ``/meta/subscribe``; return the message as sent.
+
+        Used by :meth:`subscribe` and to restore subscriptions in a new session.
+        """
         message = self._protocol.subscribe(channel)
         if ext is not None:
             message["ext"] = ext
-        reply = await self._exchange(message, REQUEST_TIMEOUT)
+        reply = await self._exchange(message, timeout)
         self._protocol.handle_subscribe(reply, channel)
+        return message
 
     def _on_events(self, events: list[Message]) -> None:
         """See each batch of events as it arrives, before it is queued."""
 
-    def _failure_action(self, reply: Message) -> Action:
-        """Decide what follows an unsuccessful connect or handshake reply."""
-        return self._protocol.failure_action(reply)
+    def _resumable(self) -> bool:
+        """Whether a new session could resume some subscription where it stopped.
 
-    def _action_after_transport_error(self, action: Action) -> Action:
-        """Decide how to resume after a request failed on the network.
-
-        Bayeux keeps the session on the server, so polling again is enough.
+        Plain Bayeux has no replay: events lost with a poll's reply cannot come back,
+        so the same session is polled again.
         """
-        return action
+        return False
 
-    def _backoff_scale(self, reply: Message | None) -> float:
-        """How much longer than usual to wait after *reply* (1 = the normal backoff)."""
-        return 1.0
+    def _refusal(self, error: ServerError) -> ServerError:
+        """The error to raise for a refusal; subclasses may add the server's reason."""
+        return error
 
     # -- internals -------------------------------------------------------------------
-    async def _ready(self) -> None:
-        """Wait until the session is usable, within ``connection_timeout``."""
+    async def _request(self, send: Callable[[float], Awaitable[_T]]) -> _T:
+        """Run a user's request by the table's REQUEST rules.
+
+        Waits for a usable session, then sends; a request that meets a session that
+        is certainly gone is sent again in the next one, all within
+        ``connection_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempt = 0
+        while True:
+            remaining = self._remaining(started)
+            await self._ready(remaining)
+            remaining = self._remaining(started)
+            session = self._protocol.client_id
+            try:
+                return await send(self._bounded(REQUEST_TIMEOUT, remaining))
+            except (CometdException, asyncio.TimeoutError) as error:
+                outcome, failure = self._outcome_of(error)
+            situation = Situation(
+                Phase.RUNNING,
+                Step.REQUEST,
+                attempt=attempt,
+                elapsed=loop.time() - started,
+                timeout=self.connection_timeout,
+                interval=self._protocol.advice.interval,
+                jitter=self._backoff.random(),
+            )
+            decision = self._policy.decide(situation, outcome)
+            if decision.action is Action.GIVE_UP:
+                raise self._timeout_error(failure) from failure
+            if decision.action is not Action.HANDSHAKE:
+                raise failure
+            logger.info("request met a lost session (%s); retrying in the next one", failure)
+            if self._protocol.client_id == session:  # not yet replaced by a new one
+                self._session_gone(outcome, failure)
+            attempt += 1
+            await asyncio.sleep(decision.delay)
+
+    def _bounded(self, timeout: float, remaining: float | None) -> float:
+        """*timeout*, cut to the time left before the deadline.
+
+        An attempt that falls on the deadline still gets a moment
+        (:data:`LAST_ATTEMPT_SECONDS`, a quarter of a short ``connection_timeout``):
+        it is the one that may find the server back.
+        """
+        if remaining is None or self.connection_timeout is None:
+            return timeout
+        least = min(LAST_ATTEMPT_SECONDS, self.connection_timeout / 4)
+        return max(min(timeout, remaining), least)
+
+    def _remaining(self, started: float) -> float | None:
+        if self.connection_timeout is None:
+            return None
+        return started + self.connection_timeout - asyncio.get_running_loop().time()
+
+    async def _ready(self, timeout: float | None) -> None:
+        """Wait until the session is usable, at most *timeout* seconds."""
         if self._lifecycle is not Lifecycle.OPEN:
             raise ClientInvalidOperation(f"the client is {self._lifecycle.value}")
         assert self._connected is not None and self._queue is not None
@@ -354,19 +451,30 @@ class Client:
             raise self._queue.failure
         if self._connected.is_set():
             return
-        waiters = [asyncio.ensure_future(self._connected.wait())]
+        waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._connected.wait())]
         if self._task is not None:
-            waiters.append(self._task)  # type: ignore[arg-type]
-        done, _ = await asyncio.wait(
-            waiters, timeout=self.connection_timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        waiters[0].cancel()
+            waiters.append(self._task)
+        try:
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=None if timeout is None else max(timeout, 0.0),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            waiters[0].cancel()
         if self._queue.failure is not None:
             raise self._queue.failure
         if not done:
             raise TransportTimeoutError(
-                f"the connection was not re-established within {self.connection_timeout} s"
+                f"the session was not re-established within {self.connection_timeout:g} s"
             )
+
+    def _session_gone(self, outcome: Outcome, cause: BaseException) -> None:
+        """Something besides the connection learned that the session is over."""
+        assert self._connected is not None and self._interrupted is not None
+        self._connected.clear()
+        self._interruption = (outcome, cause)
+        self._interrupted.set()
 
     async def _exchange(self, message: Message, timeout: float | None) -> Message:
         """Send one message through the extensions and transport; return its reply."""
@@ -386,7 +494,7 @@ class Client:
         self._take_unsolicited(incoming.unsolicited)
         reply = incoming.replies.get(message["id"])
         if reply is None:
-            raise InvalidMessage(f"the server sent no reply to the {message['channel']} request")
+            raise LostReply(f"the server sent no reply to the {message['channel']} request")
         return reply
 
     async def _apply_outgoing(self, payload: Payload, headers: Headers) -> None:
@@ -401,19 +509,21 @@ class Client:
         if self.auth is not None:
             await self.auth.incoming(payload, headers)
 
+    def _transport_options(self) -> dict[str, Any]:
+        return {
+            "json_dumps": self._json_dumps,
+            "json_loads": self._json_loads,
+            "ssl": self._ssl,
+            "proxy": self._proxy,
+            "max_response_bytes": self.max_response_bytes,
+        }
+
     def _http_transport(self) -> LongPollingTransport:
         assert self._session is not None
         if self.url is None:
             raise ClientInvalidOperation("the client has no URL to connect to")
         if self._http is None or self._http.url != self.url:
-            self._http = LongPollingTransport(
-                self.url,
-                self._session,
-                json_dumps=self._json_dumps,
-                json_loads=self._json_loads,
-                ssl=self._ssl,
-                proxy=self._proxy,
-            )
+            self._http = LongPollingTransport(self.url, self._session, **self._transport_options())
         return self._http
 
     async def _on_unsolicited(self, payload: Payload) -> None:
@@ -429,22 +539,10 @@ class Client:
         for message in messages:
             if message.get("channel") == MetaChannel.DISCONNECT:
                 logger.info("the server ended the session")
-                self._disconnect_notice = message
-                if self._protocol.state is State.CONNECTED:
-                    self._protocol.session_lost()
+                notice = ServerError("the server ended the session", message)
+                self._session_gone(Outcome.SERVER_DISCONNECT, notice)
             else:
                 logger.debug("ignoring unexpected message on %s", message.get("channel"))
-
-    async def _handshake(self) -> None:
-        """Handshake, switch to the negotiated transport, and restore subscriptions."""
-        assert self._connected is not None and self._session is not None
-        self._connected.clear()
-        restore = self._protocol.subscription_order
-        reply = await self._exchange(self._protocol.handshake(), REQUEST_TIMEOUT)
-        self._protocol.handle_handshake(reply)
-        self._use_transport(self._protocol.connection_type)
-        await self._resubscribe(restore)
-        self._connected.set()
 
     def _use_transport(self, connection_type: ConnectionType | None) -> None:
         assert connection_type is not None and self._session is not None
@@ -457,144 +555,181 @@ class Client:
             return
         assert self.url is not None
         self._transport = TRANSPORTS[connection_type](
-            self.url,
-            self._session,
-            json_dumps=self._json_dumps,
-            json_loads=self._json_loads,
-            ssl=self._ssl,
-            proxy=self._proxy,
+            self.url, self._session, **self._transport_options()
         )
         self._transport.unsolicited = self._on_unsolicited
-
-    async def _resubscribe(self, channels: list[str]) -> None:
-        """Restore *channels* after a new handshake, one request each.
-
-        A channel the server refuses is dropped from :attr:`subscriptions` and its
-        error is queued for :meth:`receive`: a subscription never disappears silently.
-        """
-        assert self._queue is not None
-        for channel in channels:
-            if channel not in self._protocol.subscriptions:
-                continue
-            try:
-                await self._subscribe_request(channel)
-            except ServerError as error:
-                logger.warning("could not restore the subscription to %s: %s", channel, error)
-                self._protocol.forget_subscription(channel)
-                self._queue.put_error(error)
 
     async def _run(self) -> None:
         """Keep the session alive and fetch messages until closed or failed."""
         assert self._queue is not None
         try:
-            await self._keep_connected()
+            await self._drive(Action.CONNECT, Phase.RUNNING)
         except asyncio.CancelledError:
             raise
         except Exception as error:
             logger.debug("connection stopped: %s", error)
             self._queue.fail(error)
 
-    async def _keep_connected(self) -> None:
-        assert self._queue is not None
+    async def _drive(self, action: Action, phase: Phase) -> None:
+        """Execute what the recovery table decides, step after step.
+
+        While opening, returns once the first session is established; while running,
+        only an error ends it.
+        """
+        assert self._queue is not None and self._connected is not None
         loop = asyncio.get_running_loop()
-        action = Action.CONNECT
-        outage_since: float | None = None
-        last_error: BaseException | None = None
-        reauthenticated = False
-        last_reply: Message | None = None
-        # Consecutive "handshake again" answers without a successful poll in between.
-        handshake_requests = 0
+        # While opening, connection_timeout counts from the call; later, from the
+        # first failure of an outage.
+        outage: float | None = loop.time() if phase is Phase.OPENING else None
+        attempt, reauthenticated = 0, False
         while True:
-            notice, self._disconnect_notice = self._disconnect_notice, None
-            if notice is not None:
-                if not self.reconnect_after_server_disconnect:
-                    raise ServerError("the server ended the session", notice)
-                action = Action.HANDSHAKE
-            if action is Action.CONNECT and self._protocol.state is State.CONNECTED:
+            if action is Action.CONNECT:
+                if phase is Phase.OPENING:
+                    return
                 await self._queue.wait_for_room()
-            remaining: float | None = None
-            if outage_since is not None and self.connection_timeout is not None:
-                remaining = outage_since + self.connection_timeout - loop.time()
-                if remaining <= 0:
-                    raise TransportTimeoutError(
-                        f"could not reconnect within {self.connection_timeout} s: {last_error}"
-                    ) from last_error
-            reply: Message | None = None
-            try:
-                if action is Action.REAUTHENTICATE and reauthenticated:
-                    raise ServerError("the server refused fresh credentials", last_reply)
-                step = self._step(action)
-                reply = await (step if remaining is None else asyncio.wait_for(step, remaining))
-            except (TransportError, asyncio.TimeoutError) as error:
-                if isinstance(error, HTTPStatusError) and error.status == 401 and self.auth:
-                    action = Action.REAUTHENTICATE
-                elif self._protocol.state is not State.CONNECTED:
-                    action = Action.HANDSHAKE
-                else:
-                    action = self._action_after_transport_error(action)
-                outage_since = loop.time() if outage_since is None else outage_since
-                last_error = error
-                logger.info("connection problem, retrying: %s", error)
-                delay = self._backoff.next_delay(self._protocol.advice.interval)
+            step = _STEP_OF[action]
+            remaining = None if outage is None else self._remaining(outage)
+            outcome, failure, retry_after = await self._attempt(step, remaining)
+            if outcome is not Outcome.SUCCESS and outage is None:
+                outage = loop.time()
+            decision = self._policy.decide(
+                Situation(
+                    phase,
+                    step,
+                    attempt=attempt,
+                    elapsed=0.0 if outage is None else loop.time() - outage,
+                    timeout=self.connection_timeout,
+                    resumable=self._resumable(),
+                    can_authenticate=self.auth is not None,
+                    reauthenticated=reauthenticated,
+                    interval=self._protocol.advice.interval,
+                    retry_after=retry_after,
+                    jitter=self._backoff.random(),
+                ),
+                outcome,
+            )
+            if outcome is Outcome.SUCCESS:
+                if step is Step.CONNECT:
+                    outage, attempt, reauthenticated = None, 0, False
+                elif step is Step.AUTHENTICATE and action is Action.REAUTHENTICATE:
+                    reauthenticated = True
             else:
-                if reply is None or reply.get("successful"):
-                    # Only a successful poll proves the connection is back: a session
-                    # that handshakes but cannot poll must still back off and time out.
-                    if action is Action.CONNECT:
-                        outage_since, last_error = None, None
-                        self._backoff.reset()
-                        reauthenticated = False
-                        handshake_requests = 0
-                    elif action is Action.REAUTHENTICATE:
-                        reauthenticated = True
-                    action = self._after_success(action)
-                    delay = self._protocol.advice.interval if action is Action.CONNECT else 0.0
-                else:
-                    last_reply = reply
-                    action = self._failure_action(reply)
-                    if action is Action.FAIL:
-                        raise ServerError(f"{reply.get('channel')} refused", reply)
-                    outage_since = loop.time() if outage_since is None else outage_since
-                    last_error = ServerError(f"{reply.get('channel')} refused", reply)
-                    if action is Action.REAUTHENTICATE:
-                        delay = 0.0
-                    elif action is Action.HANDSHAKE and reply.get("channel") == MetaChannel.CONNECT:
-                        # The server is there and asks for a new session: no backoff the
-                        # first time; again and again would be a handshake storm.
-                        handshake_requests += 1
-                        delay = (
-                            self._protocol.advice.interval
-                            if handshake_requests == 1
-                            else self._backoff.next_delay(self._protocol.advice.interval)
-                        )
-                    else:
-                        delay = self._backoff.next_delay(
-                            self._protocol.advice.interval, scale=self._backoff_scale(reply)
-                        )
-            if delay > 0:
-                if outage_since is not None and self.connection_timeout is not None:
-                    delay = min(delay, outage_since + self.connection_timeout - loop.time())
-                await asyncio.sleep(max(delay, 0.0))
+                attempt += 1
+                logger.info(
+                    "%s: %s (%s); next: %s",
+                    step.value,
+                    outcome.value,
+                    failure,
+                    decision.action.value,
+                )
+            action = self._execute(decision, failure)
+            if decision.delay > 0:
+                await asyncio.sleep(decision.delay)
 
-    def _after_success(self, action: Action) -> Action:
-        if action is Action.REAUTHENTICATE:
-            return Action.HANDSHAKE
-        if self._protocol.state is not State.CONNECTED:
-            return Action.HANDSHAKE
-        return Action.CONNECT
+    def _execute(self, decision: Decision, failure: BaseException | None) -> Action:
+        """Carry out the bookkeeping of *decision*; return the step to take next."""
+        assert self._queue is not None and self._connected is not None
+        action = decision.action
+        if action is Action.FAIL:
+            assert failure is not None
+            raise failure
+        if action is Action.GIVE_UP:
+            raise self._timeout_error(failure) from failure
+        if action is Action.REPORT:
+            assert isinstance(failure, ServerError)
+            channel = self._restore.pop(0)
+            logger.warning("could not restore the subscription to %s: %s", channel, failure)
+            self._protocol.forget_subscription(channel)
+            self._queue.put_error(failure)
+            action = Action.RESUBSCRIBE
+        if action is Action.RESUBSCRIBE and not self._restore:
+            self._connected.set()
+            return Action.CONNECT
+        if action in (Action.HANDSHAKE, Action.AUTHENTICATE, Action.REAUTHENTICATE):
+            self._connected.clear()
+            if self._protocol.state is State.CONNECTED:
+                self._protocol.session_lost()
+        return action
 
-    async def _step(self, action: Action) -> Message | None:
-        """Do one unit of work; return the reply it got, ``None`` if there is none."""
-        if action is Action.REAUTHENTICATE:
-            await self._authenticate()
-            return None
-        if action is Action.HANDSHAKE:
-            try:
-                await self._handshake()
-            except ServerError as error:
-                if error.response is None:
-                    raise
-                return error.response
-            return None
-        timeout = self._protocol.advice.timeout + POLL_MARGIN
-        return await self._exchange(self._protocol.connect(), timeout)
+    def _timeout_error(self, cause: BaseException | None) -> TransportTimeoutError:
+        what = "open the session" if self._task is None else "reconnect"
+        reason = f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+        return TransportTimeoutError(
+            f"could not {what} within {self.connection_timeout:g} s; last error: {reason}"
+        )
+
+    async def _attempt(
+        self, step: Step, remaining: float | None
+    ) -> tuple[Outcome, BaseException | None, float | None]:
+        """Take one step; return its outcome, the error if it failed, and Retry-After."""
+        assert self._interrupted is not None
+        try:
+            await self._perform(step, remaining)
+        except Exception as error:  # classified: the table decides what is final
+            outcome, failure = self._outcome_of(error)
+            return outcome, failure, getattr(error, "retry_after", None)
+        if self._interrupted.is_set():
+            self._interrupted.clear()
+            outcome, failure = self._interruption
+            return outcome, failure, None
+        return Outcome.SUCCESS, None, None
+
+    def _outcome_of(self, error: BaseException) -> tuple[Outcome, BaseException]:
+        """Classify what a step raised; a refusal is classified by its reply."""
+        if isinstance(error, ServerError) and error.response is not None:
+            return self._policy.classify_reply(
+                error.response, self._protocol.advice
+            ), self._refusal(error)
+        return self._policy.classify_error(error), error
+
+    async def _perform(self, step: Step, remaining: float | None) -> None:
+        """Do one step; raise what went wrong."""
+        if step is Step.AUTHENTICATE:
+            await asyncio.wait_for(self._authenticate(), remaining)
+        elif step is Step.HANDSHAKE:
+            assert self._interrupted is not None
+            self._interrupted.clear()
+            reply = await self._exchange(
+                self._protocol.handshake(), self._bounded(REQUEST_TIMEOUT, remaining)
+            )
+            self._protocol.handle_handshake(reply)
+            self._use_transport(self._protocol.connection_type)
+            self._restore = self._protocol.subscription_order
+        elif step is Step.RESUBSCRIBE:
+            await self._subscribe_request(
+                self._restore[0], timeout=self._bounded(REQUEST_TIMEOUT, remaining)
+            )
+            self._restore.pop(0)
+        else:
+            await self._poll(self._bounded(self._protocol.advice.timeout + POLL_MARGIN, remaining))
+
+    async def _poll(self, timeout: float) -> None:
+        """One ``/meta/connect``; ends early when the session is known to be gone."""
+        assert self._interrupted is not None
+        if self._interrupted.is_set():
+            return
+        poll = asyncio.ensure_future(self._exchange(self._protocol.connect(), timeout))
+        interrupted = asyncio.ensure_future(self._interrupted.wait())
+        try:
+            await asyncio.wait((poll, interrupted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            interrupted.cancel()
+            if not poll.done():
+                poll.cancel()
+                with contextlib.suppress(asyncio.CancelledError, CometdException):
+                    await poll
+        if poll.cancelled():
+            return
+        reply = poll.result()
+        if not reply.get("successful"):
+            raise ServerError(f"{MetaChannel.CONNECT.value} refused", reply)
+
+
+# The step each action takes.
+_STEP_OF = {
+    Action.AUTHENTICATE: Step.AUTHENTICATE,
+    Action.REAUTHENTICATE: Step.AUTHENTICATE,
+    Action.HANDSHAKE: Step.HANDSHAKE,
+    Action.RESUBSCRIBE: Step.RESUBSCRIBE,
+    Action.CONNECT: Step.CONNECT,
+}

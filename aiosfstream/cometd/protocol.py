@@ -2,9 +2,10 @@
 
 :class:`BayeuxProtocol` builds the messages to send, matches replies to them,
 tracks the client id, the negotiated connection type, the subscriptions and the
-server's advice, and decides what the driver must do after each reply. It never
-sleeps, never reads the clock and never touches a socket; the asyncio client in
-:mod:`aiosfstream.cometd.client` does all of that.
+server's advice, and its state; what follows a failure is decided by
+:mod:`aiosfstream.cometd.recovery`. It never sleeps, never reads the clock and
+never touches a socket; the asyncio client in :mod:`aiosfstream.cometd.client`
+does all of that.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from aiosfstream.cometd.exceptions import (
     ClientError,
     ClientInvalidOperation,
     ServerError,
-    parse_error,
 )
-from aiosfstream.cometd.messages import check_channel, is_event
+from aiosfstream.cometd.messages import InvalidMessage, check_channel, is_event
 from aiosfstream.typing import Message, Payload
 
-__all__ = ["Action", "BayeuxProtocol", "Incoming", "State"]
+__all__ = ["BayeuxProtocol", "Incoming", "State"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +39,6 @@ class State(enum.Enum):
     CONNECTED = "connected"
     DISCONNECTING = "disconnecting"
     DISCONNECTED = "disconnected"
-
-
-class Action(enum.Enum):
-    """What the driver must do after a ``/meta/connect`` or ``/meta/handshake`` reply."""
-
-    #: Send the next ``/meta/connect`` (after the advice interval, or a backoff delay).
-    CONNECT = "connect"
-    #: Handshake again, then restore every subscription.
-    HANDSHAKE = "handshake"
-    #: Obtain fresh credentials, then handshake again.
-    REAUTHENTICATE = "reauthenticate"
-    #: Stop: the server will not take the client back.
-    FAIL = "fail"
 
 
 # The only way the state changes: (state, event) -> next state.
@@ -70,9 +57,6 @@ _TRANSITIONS: dict[tuple[State, str], State] = {
     (State.DISCONNECTING, "close"): State.DISCONNECTED,
     (State.DISCONNECTED, "close"): State.DISCONNECTED,
 }
-
-# Vanilla CometD answers an unknown client id with 402, Salesforce with 403, faye with 401.
-_UNKNOWN_CLIENT_TEXT = "unknown client"
 
 
 @dataclass
@@ -239,7 +223,7 @@ class BayeuxProtocol:
         client_id = reply.get("clientId")
         if not isinstance(client_id, str) or not client_id:
             self._transition("handshake_failed")
-            raise ServerError("Handshake reply carries no clientId", reply)
+            raise InvalidMessage("the handshake reply carries no clientId")
         offered = reply.get("supportedConnectionTypes")
         offered = offered if isinstance(offered, list) else []
         chosen = next((ctype for ctype in self._connection_types if ctype.value in offered), None)
@@ -273,34 +257,6 @@ class BayeuxProtocol:
     def forget_subscription(self, channel: str) -> None:
         """Drop *channel* after the server refused to restore it."""
         self._subscriptions.pop(channel, None)
-
-    def connect_action(self, reply: Message) -> Action:
-        """Decide what follows a ``/meta/connect`` reply."""
-        if reply.get("successful"):
-            return Action.CONNECT
-        return self.failure_action(reply)
-
-    def failure_action(self, reply: Message) -> Action:
-        """Decide what follows an unsuccessful connect or handshake reply.
-
-        The reply's own advice wins; an unknown-client error always means a new
-        handshake (Bayeux servers differ in the code they use for it).
-        """
-        error = parse_error(reply.get("error"))
-        advice = self.advice.updated(reply.get("advice")).reconnect
-        if (
-            _UNKNOWN_CLIENT_TEXT in error.message.lower() and advice is not Reconnect.NONE
-        ) or advice is Reconnect.HANDSHAKE:
-            action = Action.HANDSHAKE
-        elif advice is Reconnect.NONE:
-            action = Action.FAIL
-        elif reply.get("channel") == MetaChannel.HANDSHAKE:
-            action = Action.HANDSHAKE
-        else:
-            action = Action.CONNECT
-        if action is Action.HANDSHAKE and self._state is State.CONNECTED:
-            self._transition("session_lost")
-        return action
 
     def session_lost(self) -> None:
         """The server forgot us (for example it sent ``/meta/disconnect``)."""

@@ -323,21 +323,27 @@ async def test_max_pending_count_limits_prefetch(emulator: SalesforceEmulator) -
     async with make_client(emulator, max_pending_count=5) as client:
         await client.subscribe(CHANNEL)
         assert client.pending_count == 0
-        sent = [f"e{index}" for index in range(20)]
-        publish(emulator, *sent)
+        first = [f"e{index}" for index in range(20)]
+        publish(emulator, *first)
         for _ in range(100):
-            if client.pending_count == 5:
+            if client.pending_count == 20:
                 break
             await asyncio.sleep(0.02)
-        assert client.pending_count == 5
+        # One batch is never cut: every received event counts, the surplus included.
+        assert client.pending_count == 20
         assert client.has_pending_messages
+        later = [f"l{index}" for index in range(10)]
+        publish(emulator, *later)
         await asyncio.sleep(0.3)
-        assert client.pending_count == 5  # prefetch stopped at the limit
-        received = []
-        for _ in sent:
-            assert client.pending_count <= 5
-            received += await names(client, 1)
-        assert received == sent
+        assert client.pending_count == 20  # no poll while more than the limit waits
+        received = await names(client, 16)
+        for _ in range(100):
+            if client.pending_count == 14:
+                break
+            await asyncio.sleep(0.02)
+        assert client.pending_count == 14  # room again: the next batch came
+        received += await names(client, 14)
+        assert received == first + later
 
 
 async def test_messages_are_prefetched_before_receive(emulator: SalesforceEmulator) -> None:
