@@ -234,14 +234,51 @@ def is_newer(candidate: ReplayMarker, current: ReplayMarker | None) -> bool:
     return candidate.replay_id > current.replay_id
 
 
+#: Ids up to this many bits are written out in messages; larger ones are described.
+_SHOWN_BITS = 256
+
+
+def _describe_id(replay_id: int) -> str:
+    """*replay_id* for an error message, even one with too many digits to print.
+
+    Python refuses to write out an int of more than a few thousand decimal digits.
+    """
+    if replay_id.bit_length() <= _SHOWN_BITS:
+        return str(replay_id)
+    sign = "negative " if replay_id < 0 else ""
+    return f"<a {sign}{replay_id.bit_length()}-bit integer>"
+
+
 def _validate_replay_id(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int or a ReplayOption, got {type(value).__name__}")
     if value < ReplayOption.ALL_EVENTS:
-        raise ValueError(f"{name} must be -2, -1 or a replay id (>= 0), got {value}")
+        raise ValueError(f"{name} must be -2, -1 or a replay id (>= 0), got {_describe_id(value)}")
     if value in (ReplayOption.NEW_EVENTS, ReplayOption.ALL_EVENTS):
         return ReplayOption(value)
     return value
+
+
+def _check_marker(name: str, value: object) -> ReplayMarker:
+    """Return *value*, the argument *name*, as a :class:`ReplayMarker`.
+
+    :raises TypeError: *value* is not a ``(date, replay_id)`` pair of a ``str`` and an
+        ``int`` (a ``bool`` is not a replay id); the message names the type received
+    """
+    if not isinstance(value, tuple):
+        raise TypeError(f"{name} must be a ReplayMarker, got {type(value).__name__}")
+    if len(value) != 2:
+        raise TypeError(
+            f"{name} must be a ReplayMarker, got a {type(value).__name__} of length {len(value)}"
+        )
+    date, replay_id = value
+    if not isinstance(date, str):
+        raise TypeError(f"{name}.date must be a str, got {type(date).__name__}")
+    if isinstance(replay_id, bool) or not isinstance(replay_id, int):
+        raise TypeError(f"{name}.replay_id must be an int, got {type(replay_id).__name__}")
+    if isinstance(value, ReplayMarker):
+        return value
+    return ReplayMarker(date, replay_id)
 
 
 def _channel_of(subscription: str) -> str:
@@ -368,17 +405,27 @@ def _as_marker(subscription: str, value: object) -> ReplayMarker | None:
     """Read a stored value as a marker; accept tuples, lists and dicts of the right shape."""
     if value is None:
         return None
+    stored = type(value).__name__
     if isinstance(value, Mapping):
-        value = (value.get("date"), value.get("replay_id"))
-    if isinstance(value, tuple | list) and len(value) == 2:
+        date, replay_id = value.get("date"), value.get("replay_id")
+    elif isinstance(value, tuple | list) and len(value) == 2:
         date, replay_id = value
-        if isinstance(date, str) and isinstance(replay_id, int) and not isinstance(replay_id, bool):
-            if isinstance(value, ReplayMarker):
-                return value
-            return ReplayMarker(date, replay_id)
-    raise ReplayError(
-        f"stored value for {subscription!r} is not a replay marker (got {type(value).__name__})"
-    )
+    else:
+        shape = f"a {stored} of length {len(value)}" if isinstance(value, tuple | list) else stored
+        raise ReplayError(f"stored value for {subscription!r} is not a replay marker (got {shape})")
+    if not isinstance(date, str):
+        raise ReplayError(
+            f"stored value for {subscription!r} is not a replay marker "
+            f"(got a {stored} whose date is a {type(date).__name__}, not a str)"
+        )
+    if isinstance(replay_id, bool) or not isinstance(replay_id, int):
+        raise ReplayError(
+            f"stored value for {subscription!r} is not a replay marker "
+            f"(got a {stored} whose replay_id is a {type(replay_id).__name__}, not an int)"
+        )
+    if isinstance(value, ReplayMarker):
+        return value
+    return ReplayMarker(date, replay_id)
 
 
 class MappingStorage(ReplayMarkerStorage):
@@ -417,11 +464,36 @@ class MappingStorage(ReplayMarkerStorage):
         A :class:`shelve.Shelf` on ``dbm.dumb`` (the fallback when Python has no gdbm or
         ndbm) keeps the length of a rewritten value only in memory until ``sync()``: a
         crash before it would leave a marker that cannot be read.
+
+        :raises TypeError: *replay_marker* is not a :class:`ReplayMarker`
         """
-        self.mapping[subscription] = replay_marker
+        self.mapping[subscription] = _check_marker("replay_marker", replay_marker)
         sync = getattr(self.mapping, "sync", None)
         if callable(sync):
             sync()
+
+    async def store_marker(self, subscription: str, marker: ReplayMarker) -> None:
+        """Store *marker* unless the stored marker of *subscription* is newer.
+
+        A mapping holds replay ids of any size, so any ``int`` is accepted.
+
+        :raises TypeError: *marker* is not a :class:`ReplayMarker`
+        :raises ReplayError: the stored marker cannot be read
+        """
+        await super().store_marker(subscription, _check_marker("marker", marker))
+
+    async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
+        """Store several markers, each only if newer; all are checked before any is stored.
+
+        :raises TypeError: a value of *markers* is not a :class:`ReplayMarker`
+        """
+        if not isinstance(markers, Mapping):
+            raise TypeError(f"markers must be a Mapping, got {type(markers).__name__}")
+        checked = {
+            subscription: _check_marker(f"markers[{subscription!r}]", marker)
+            for subscription, marker in markers.items()
+        }
+        await super().store_markers(checked)
 
     def __repr__(self) -> str:
         return (

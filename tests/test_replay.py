@@ -659,3 +659,101 @@ def test_stored_marker_is_always_the_newest(events: list[tuple[datetime, int, in
 def test_every_date_form_normalises_to_one_string(moment: datetime, form: int) -> None:
     message = event_message("/topic/foo", 1, _format(moment, form))
     assert marker_from_message(message).date == moment.isoformat(timespec="microseconds")
+
+
+# --- big replay ids, and errors that name the type received -------------------------
+
+_SAME_DATE = "2024-05-01T12:00:00.000000+00:00"
+#: Ids a dict or a shelf holds as they are: past a double's 2**53, past 64 bits, negative.
+_BIG_IDS = [2**53 + 1, 2**63 - 1, 2**63, 2**64 + 1, -(2**63) - 1, 10**30, 10**5000]
+
+
+async def _assert_holds_big_ids(storage: MappingStorage) -> None:
+    for number, replay_id in enumerate(_BIG_IDS):
+        await storage.set_replay_marker(f"/topic/{number}", ReplayMarker(_SAME_DATE, replay_id))
+    for number, replay_id in enumerate(_BIG_IDS):
+        assert await storage.get_replay_id(f"/topic/{number}") == replay_id
+    # Equal dates: the ids decide, exactly, even one apart beyond 2**53.
+    await storage.store_marker("/topic/cmp", ReplayMarker(_SAME_DATE, 2**53 + 1))
+    await storage.store_marker("/topic/cmp", ReplayMarker(_SAME_DATE, 2**53))
+    assert await storage.get_replay_id("/topic/cmp") == 2**53 + 1
+    await storage.store_markers({"/topic/cmp": ReplayMarker(_SAME_DATE, 2**64 + 1)})
+    await storage.store_markers({"/topic/cmp": ReplayMarker(_SAME_DATE, 2**64)})
+    assert await storage.get_replay_id("/topic/cmp") == 2**64 + 1
+
+
+async def test_a_dict_holds_replay_ids_of_any_size() -> None:
+    await _assert_holds_big_ids(MappingStorage({}))
+
+
+async def test_a_shelf_holds_replay_ids_of_any_size(tmp_path: Path) -> None:
+    path = str(tmp_path / "big.db")
+    with shelve.open(path) as shelf:
+        await _assert_holds_big_ids(MappingStorage(shelf))
+    with shelve.open(path) as shelf:  # and they come back from the file unchanged
+        storage = MappingStorage(shelf)
+        for number, replay_id in enumerate(_BIG_IDS):
+            assert await storage.get_replay_id(f"/topic/{number}") == replay_id
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # The old code reported the tuple it had made out of the dict.
+        (
+            {"date": "2016-03-29T16:40:08Z", "replay_id": "3"},
+            "(got a dict whose replay_id is a str, not an int)",
+        ),
+        # The old code said "got ReplayMarker": right type, wrong field.
+        (
+            ReplayMarker("2016-03-29T16:40:08Z", True),
+            "(got a ReplayMarker whose replay_id is a bool, not an int)",
+        ),
+        ((b"2016-03-29T16:40:08Z", 1), "(got a tuple whose date is a bytes, not a str)"),
+        (["2016-03-29T16:40:08Z", 1.0], "(got a list whose replay_id is a float, not an int)"),
+        (("2016-03-29T16:40:08Z",), "(got a tuple of length 1)"),
+        (42, "(got int)"),
+    ],
+)
+async def test_a_stored_value_that_is_not_a_marker_is_described_exactly(
+    value: object, message: str
+) -> None:
+    storage = MappingStorage({"/topic/foo": value})
+    with pytest.raises(ReplayError) as caught:
+        await storage.get_replay_marker("/topic/foo")
+    assert str(caught.value) == f"stored value for '/topic/foo' is not a replay marker {message}"
+
+
+async def test_mapping_storage_refuses_bad_markers_naming_the_type_received() -> None:
+    # The old code stored every one of these, and the channel's marker could not be
+    # read any more.
+    mapping: dict[str, Any] = {}
+    storage = MappingStorage(mapping)
+    with pytest.raises(TypeError) as caught:
+        await storage.set_replay_marker("/topic/foo", ReplayMarker(_SAME_DATE, True))
+    assert str(caught.value) == "replay_marker.replay_id must be an int, got bool"
+    with pytest.raises(TypeError) as caught:
+        await storage.store_marker("/topic/foo", (_SAME_DATE, "7"))  # type: ignore[arg-type]
+    assert str(caught.value) == "marker.replay_id must be an int, got str"
+    with pytest.raises(TypeError) as caught:
+        await storage.store_marker("/topic/foo", 7)  # type: ignore[arg-type]
+    assert str(caught.value) == "marker must be a ReplayMarker, got int"
+    batch: Any = {"/topic/a": ReplayMarker(_SAME_DATE, 1), "/topic/b": (b"2024", 2)}
+    with pytest.raises(TypeError) as caught:
+        await storage.store_markers(batch)
+    assert str(caught.value) == "markers['/topic/b'].date must be a str, got bytes"
+    with pytest.raises(TypeError) as caught:
+        await storage.store_markers([("/topic/a", ReplayMarker(_SAME_DATE, 1))])  # type: ignore[arg-type]
+    assert str(caught.value) == "markers must be a Mapping, got list"
+    assert mapping == {}  # the good marker of the refused batch was not stored either
+    await storage.store_marker("/topic/foo", (_SAME_DATE, 7))  # type: ignore[arg-type]
+    assert type(mapping["/topic/foo"]) is ReplayMarker
+
+
+def test_a_default_id_too_long_to_print_is_described() -> None:
+    # The old code failed to format the id itself: "Exceeds the limit (4300 digits)".
+    with pytest.raises(ValueError, match="default_id") as caught:
+        DefaultMappingStorage({}, -(10**5000))
+    assert str(caught.value) == (
+        "default_id must be -2, -1 or a replay id (>= 0), got <a negative 16610-bit integer>"
+    )

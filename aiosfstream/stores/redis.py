@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -28,7 +29,7 @@ from aiosfstream.replay import (
     _validate_replay_id,
     parse_marker_date,
 )
-from aiosfstream.stores._common import check_marker, check_subscription
+from aiosfstream.stores._common import IdRange, check_marker, check_markers, check_subscription
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -44,11 +45,23 @@ _INSTALL_HINT = (
     "RedisReplayStorage needs redis-py; install it with: pip install 'aiosfstream[redis]'"
 )
 
+#: Most decimal digits of a replay id.  Python converts an int to and from text only up to
+#: ``sys.get_int_max_str_digits()`` digits, which is never set below 640.
+_MAX_DIGITS = 640
+_IDS = IdRange(
+    -(10**_MAX_DIGITS - 1), 10**_MAX_DIGITS - 1, f"of at most {_MAX_DIGITS} decimal digits"
+)
+#: A replay id as the storage writes it: no sign on 0, no leading zeros, no spaces.
+_CANONICAL_ID = re.compile(rf"0|-?[1-9][0-9]{{0,{_MAX_DIGITS - 1}}}")
+
 # KEYS[1]: the channel's hash.  ARGV: date, replay id (decimal), sortable date or ''.
 # The same rules as aiosfstream.replay.is_newer: a missing date on either side makes the
 # candidate newer; otherwise the later date wins, and equal dates go to the larger id.
-# Lua's own ``<`` on strings follows the server's locale, so strings are compared by
-# their bytes here, and ids as decimal numbers of any length.
+# Lua numbers are doubles, exact only up to 2**53, so ids are never turned into numbers:
+# they stay decimal strings, compared by sign, then length, then bytes.  That is exact
+# only for the canonical form (no leading zeros, no "+", no spaces), so a stored id in
+# any other form is an error rather than a guess.  Lua's own ``<`` on strings follows
+# the server's locale, so strings are compared by their bytes.
 _STORE_IF_NEWER = """
 local function compare_bytes(a, b)
   if a == b then return 0 end
@@ -83,6 +96,9 @@ end
 
 local current = redis.call('HMGET', KEYS[1], 'replay_id', 'sort_date')
 local current_id, current_date = current[1], current[2]
+if current_id and current_id ~= '0' and not string.find(current_id, '^%-?[1-9][0-9]*$') then
+  return redis.error_reply('the replay_id of ' .. KEYS[1] .. ' is not a decimal integer')
+end
 local date, id = ARGV[3], ARGV[2]
 if current_id and date ~= '' and current_date and current_date ~= '' then
   local order = compare_bytes(date, current_date)
@@ -143,6 +159,9 @@ class RedisReplayStorage(ReplayMarkerStorage):
 
     A marker is in Redis once :meth:`set_replay_marker` or :meth:`store_marker` returns;
     whether it survives a restart of Redis depends on the server's persistence settings.
+
+    Replay ids of up to 640 decimal digits are stored and compared exactly; a marker
+    with a longer id raises :exc:`~aiosfstream.exceptions.ReplayError` and is not stored.
     """
 
     def __init__(
@@ -195,6 +214,11 @@ class RedisReplayStorage(ReplayMarkerStorage):
         """``True`` once :meth:`close` was called."""
         return self._closed
 
+    @property
+    def _owner(self) -> str:
+        """The storage, as error messages name it."""
+        return f"{type(self).__name__} {self._where}"
+
     def key(self, subscription: str) -> str:
         """Return the Redis key of *subscription*'s marker."""
         return f"{self._key_prefix}{subscription}"
@@ -223,17 +247,20 @@ class RedisReplayStorage(ReplayMarkerStorage):
         if date is None and replay_id is None:
             return None
         date_text, id_text = _text(date) or "", _text(replay_id)
-        try:
-            return ReplayMarker(date_text, int(id_text or ""))
-        except ValueError:
-            raise ReplayError(f"Redis key {key!r} does not hold a replay marker") from None
+        # Only the form the storage writes: int() would also take " 7", "+7" or "0_7",
+        # which the compare-and-set script cannot order.
+        if id_text is None or not _CANONICAL_ID.fullmatch(id_text):
+            raise ReplayError(f"Redis key {key!r} does not hold a replay marker")
+        return ReplayMarker(date_text, int(id_text))
 
     async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
         """Store *replay_marker* as the marker of *subscription*, newer or not.
 
-        :raises ReplayError: Redis failed, or the storage is closed
+        :raises TypeError: *replay_marker* is not a :class:`ReplayMarker`
+        :raises ReplayError: Redis failed, the replay id has more than 640 digits, or the
+            storage is closed
         """
-        marker = check_marker(subscription, replay_marker)
+        marker = _IDS.check(self._owner, subscription, check_marker(subscription, replay_marker))
         # Any: redis-py's Mapping type is invariant in a key type wider than str.
         fields: dict[Any, Any] = {
             "date": marker.date,
@@ -250,10 +277,32 @@ class RedisReplayStorage(ReplayMarkerStorage):
         The comparison and the write are one atomic step in Redis, so this holds across
         processes too.
 
-        :raises ReplayError: Redis failed, or the storage is closed
+        :raises TypeError: *marker* is not a :class:`ReplayMarker`
+        :raises ReplayError: Redis failed, the replay id has more than 640 digits, the
+            stored replay id is not a decimal integer, or the storage is closed
         """
-        checked = check_marker(subscription, marker)
-        args = [checked.date, str(checked.replay_id), _sort_date(checked.date)]
+        checked = check_marker(subscription, marker, "marker")
+        await self._store_if_newer(subscription, _IDS.check(self._owner, subscription, checked))
+
+    async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
+        """Store several markers, each only if it is newer.
+
+        Every marker is checked first: a marker that cannot be stored raises before any
+        is written.  Each marker is then its own atomic step.
+
+        :raises TypeError: *markers* is not a mapping of :class:`ReplayMarker` objects
+        :raises ReplayError: Redis failed, a replay id has more than 640 digits, or the
+            storage is closed
+        """
+        checked = {
+            name: _IDS.check(self._owner, name, marker)
+            for name, marker in check_markers(markers).items()
+        }
+        for subscription, marker in checked.items():
+            await self._store_if_newer(subscription, marker)
+
+    async def _store_if_newer(self, subscription: str, marker: ReplayMarker) -> None:
+        args = [marker.date, str(marker.replay_id), _sort_date(marker.date)]
         async with self._command():
             await self._store_script(keys=[self.key(subscription)], args=args)
 

@@ -38,7 +38,7 @@ from aiosfstream.replay import (
     _validate_replay_id,
     is_newer,
 )
-from aiosfstream.stores._common import check_marker, check_subscription
+from aiosfstream.stores._common import IdRange, check_marker, check_markers, check_subscription
 
 __all__ = ["SQLiteReplayStorage"]
 
@@ -49,6 +49,10 @@ _T = TypeVar("_T")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Seconds a statement waits for another connection's lock before it fails.
 _BUSY_TIMEOUT = 30.0
+#: What an SQLite INTEGER column holds.
+_IDS = IdRange(
+    -(2**63), 2**63 - 1, f"from {-(2**63)} to {2**63 - 1} (an SQLite INTEGER is signed 64-bit)"
+)
 
 
 def _check_interval(commit_interval: object) -> float | None:
@@ -100,6 +104,10 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
     Close the storage (:meth:`close`, or ``async with``) after the client that uses it.
     One process should write a given file; to share markers between processes, use
     :class:`~aiosfstream.stores.RedisReplayStorage`.
+
+    Replay ids are signed 64-bit integers, as SQLite stores them: a marker with an id
+    outside ``-2**63`` to ``2**63 - 1`` raises :exc:`~aiosfstream.exceptions.ReplayError`
+    and is not stored.
     """
 
     def __init__(
@@ -144,6 +152,11 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         self._pending: dict[str, ReplayMarker] = {}
         self._flush_task: asyncio.Task[None] | None = None
         self._closed = False
+
+    @property
+    def _owner(self) -> str:
+        """The storage, as error messages name it."""
+        return f"{type(self).__name__} {self._path!r}"
 
     @property
     def path(self) -> str:
@@ -192,9 +205,11 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
 
         Without a commit interval the marker is on disk when this returns.
 
-        :raises ReplayError: the database failed, or the storage is closed
+        :raises TypeError: *replay_marker* is not a :class:`ReplayMarker`
+        :raises ReplayError: the database failed, the replay id does not fit in a signed
+            64-bit integer, or the storage is closed
         """
-        marker = check_marker(subscription, replay_marker)
+        marker = _IDS.check(self._owner, subscription, check_marker(subscription, replay_marker))
         self._check_open()
         if self._commit_interval is None:
             await self._run(lambda connection: self._write(connection, [(subscription, marker)]))
@@ -208,9 +223,13 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         Without a commit interval, the comparison and the write are one SQLite
         transaction, so the rule holds even between processes sharing the file.
 
-        :raises ReplayError: the database failed, or the storage is closed
+        :raises TypeError: *marker* is not a :class:`ReplayMarker`
+        :raises ReplayError: the database failed, the replay id does not fit in a signed
+            64-bit integer, or the storage is closed
         """
-        checked = check_marker(subscription, marker)
+        checked = _IDS.check(
+            self._owner, subscription, check_marker(subscription, marker, "marker")
+        )
         self._check_open()
         if self._commit_interval is None:
             await self._run(
@@ -226,9 +245,16 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
     async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
         """Store several markers, each only if newer, in one transaction (one disk sync).
 
-        :raises ReplayError: the database failed, or the storage is closed
+        Every marker is checked first: if one cannot be stored, none is.
+
+        :raises TypeError: *markers* is not a mapping of :class:`ReplayMarker` objects
+        :raises ReplayError: the database failed, a replay id does not fit in a signed
+            64-bit integer, or the storage is closed
         """
-        checked = {name: check_marker(name, marker) for name, marker in markers.items()}
+        checked = {
+            name: _IDS.check(self._owner, name, marker)
+            for name, marker in check_markers(markers).items()
+        }
         self._check_open()
         if self._commit_interval is not None:
             await super().store_markers(checked)

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
@@ -543,3 +543,131 @@ async def test_a_new_client_continues_after_the_last_consumed_event(
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(client.receive(), 0.2)
         assert (await storage.get_replay_marker(CHANNEL) or marker(0)).replay_id == ids[-1]
+
+
+# --- replay ids past 64 bits, ids Redis cannot hold, and type errors ------------------
+
+_SAME_DATE = "2024-05-01T12:00:00.000000+00:00"
+
+
+@pytest.mark.parametrize(
+    ("stored", "candidate", "replaced"),
+    [
+        (2**63 - 1, 2**63, True),
+        (2**63 + 1, 2**63, False),
+        (2**64, 2**64 + 1, True),
+        (-(2**63) - 1, -(2**63), True),
+        (-(2**63), -(2**63) - 1, False),
+        (2**53 + 1, 2**53, False),  # one apart where doubles are two apart
+        (10**639, 10**640 - 1, True),  # the largest id it holds
+        (-(10**640) + 1, -(10**639), True),
+    ],
+)
+@pytest.mark.parametrize("batch", [False, True], ids=["store_marker", "store_markers"])
+async def test_big_replay_ids_compare_exactly(
+    storage: RedisReplayStorage,
+    raw: redis.asyncio.Redis,
+    stored: int,
+    candidate: int,
+    replaced: bool,
+    batch: bool,
+) -> None:
+    await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, stored))
+    if batch:
+        await storage.store_markers({CHANNEL: ReplayMarker(_SAME_DATE, candidate)})
+    else:
+        await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, candidate))
+    expected = candidate if replaced else stored
+    assert await storage.get_replay_marker(CHANNEL) == (_SAME_DATE, expected)
+    assert await raw.hget(storage.key(CHANNEL), "replay_id") == str(expected)
+
+
+@pytest.mark.parametrize(
+    ("bad_id", "shown"),
+    [
+        (10**640, "<a 2127-bit integer>"),
+        (-(10**640), "<a negative 2127-bit integer>"),
+        (10**5000, "<a 16610-bit integer>"),  # too long for Python to write out
+    ],
+    ids=["10**640", "-10**640", "10**5000"],
+)
+async def test_a_replay_id_of_more_than_640_digits_is_a_replay_error(
+    redis_url: str, raw: redis.asyncio.Redis, bad_id: int, shown: str
+) -> None:
+    # The old code stored 10**640 and raised ValueError ("Exceeds the limit (4300
+    # digits)") for 10**5000, from set_replay_marker, store_marker and store_markers.
+    storage = RedisReplayStorage(redis_url)
+    await storage.store_marker("/topic/good", marker(1))
+    expected = (
+        f"RedisReplayStorage {redis_url} cannot hold the replay id {shown} of channel "
+        "'/topic/big': it holds replay ids of at most 640 decimal digits"
+    )
+    bad = ReplayMarker(_SAME_DATE, bad_id)
+    attempts: list[Callable[[], Awaitable[None]]] = [
+        lambda: storage.set_replay_marker("/topic/big", bad),
+        lambda: storage.store_marker("/topic/big", bad),
+        lambda: storage.store_markers({"/topic/other": marker(5), "/topic/big": bad}),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ReplayError) as caught:
+            await attempt()
+        assert str(caught.value) == expected
+    # Nothing of the refused calls was written, not even the batch's good marker.
+    assert sorted(await raw.keys("*")) == [storage.key("/topic/good")]
+    await storage.store_markers({"/topic/good": marker(2)})
+    assert await storage.get_replay_marker("/topic/good") == marker(2)
+    await storage.close()
+    assert storage.closed
+
+
+@pytest.mark.parametrize("text", ["007", "+7", " 7", "7 ", "0_7", "-0", "\u0667"])
+async def test_a_stored_id_the_script_cannot_order_is_an_error(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis, text: str
+) -> None:
+    # int() takes all of these (as 7 or 0), but the script compares ids as decimal text:
+    # "007" is longer than "10" and would beat it.  The old code read them as ints and
+    # compared them silently.
+    key = storage.key(CHANNEL)
+    await raw.hset(key, mapping={"date": _SAME_DATE, "replay_id": text, "sort_date": _SAME_DATE})
+    with pytest.raises(ReplayError) as caught:
+        await storage.get_replay_marker(CHANNEL)
+    assert str(caught.value) == f"Redis key {key!r} does not hold a replay marker"
+    with pytest.raises(ReplayError, match="is not a decimal integer") as caught:
+        await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, 10))
+    assert key in str(caught.value)
+    assert await raw.hget(key, "replay_id") == text  # left as it was
+
+
+async def test_type_errors_name_the_argument_and_the_type_received(
+    storage: RedisReplayStorage,
+) -> None:
+    cases: list[tuple[Callable[[], Awaitable[None]], str]] = [
+        # The old code named set_replay_marker's argument in store_marker's errors.
+        (
+            lambda: storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, True)),
+            "marker.replay_id must be an int, got bool",
+        ),
+        (
+            lambda: storage.set_replay_marker(CHANNEL, ReplayMarker(b"2024", 1)),  # type: ignore[arg-type]
+            "replay_marker.date must be a str, got bytes",
+        ),
+        # The old code said "got tuple": a tuple, but not of two items.
+        (
+            lambda: storage.store_marker(CHANNEL, ("2024",)),  # type: ignore[arg-type]
+            "marker must be a ReplayMarker, got a tuple of length 1",
+        ),
+        (
+            lambda: storage.store_markers({CHANNEL: ("2024", "1")}),  # type: ignore[dict-item]
+            "markers['/topic/foo'].replay_id must be an int, got str",
+        ),
+        # The old code raised AttributeError: 'list' object has no attribute 'items'.
+        (
+            lambda: storage.store_markers([(CHANNEL, marker(1))]),  # type: ignore[arg-type]
+            "markers must be a Mapping, got list",
+        ),
+    ]
+    for call, message in cases:
+        with pytest.raises(TypeError) as caught:
+            await call()
+        assert str(caught.value) == message
+    assert await storage.get_replay_marker(CHANNEL) is None

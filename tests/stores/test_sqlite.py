@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -537,3 +538,99 @@ async def test_a_new_client_continues_after_the_last_consumed_event(
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(client.receive(), 0.2)
     assert rows(db_path)[CHANNEL][1] == ids[-1]
+
+
+# --- replay ids SQLite cannot hold, and type errors ---------------------------------
+
+_SAME_DATE = "2024-05-01T12:00:00.000000+00:00"
+_RANGE = "from -9223372036854775808 to 9223372036854775807 (an SQLite INTEGER is signed 64-bit)"
+
+
+async def test_the_64_bit_extremes_round_trip_and_compare_exactly(db_path: Path) -> None:
+    async with SQLiteReplayStorage(db_path) as storage:
+        await storage.set_replay_marker("/topic/low", ReplayMarker(_SAME_DATE, -(2**63)))
+        await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, 2**63 - 1))
+        await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, 2**63 - 2))
+        assert await storage.get_replay_id(CHANNEL) == 2**63 - 1
+        assert await storage.get_replay_id("/topic/low") == -(2**63)
+    assert rows(db_path) == {
+        CHANNEL: (_SAME_DATE, 2**63 - 1),
+        "/topic/low": (_SAME_DATE, -(2**63)),
+    }
+
+
+@pytest.mark.parametrize("commit_interval", [None, 0.05])
+@pytest.mark.parametrize(
+    ("bad_id", "shown"),
+    [
+        (2**63, "9223372036854775808"),
+        (-(2**63) - 1, "-9223372036854775809"),
+        (10**5000, "<a 16610-bit integer>"),  # too long for Python to print
+    ],
+    ids=["2**63", "-2**63-1", "10**5000"],
+)
+async def test_a_replay_id_beyond_64_bits_is_a_replay_error(
+    db_path: Path, commit_interval: float | None, bad_id: int, shown: str
+) -> None:
+    # The old code raised OverflowError (or, with a commit interval, took the marker
+    # and then failed every commit and close(), losing the good markers with it).
+    storage = SQLiteReplayStorage(db_path, commit_interval=commit_interval)
+    await storage.set_replay_marker("/topic/good", marker(1))
+    expected = (
+        f"SQLiteReplayStorage {str(db_path)!r} cannot hold the replay id {shown} of "
+        f"channel '/topic/big': it holds replay ids {_RANGE}"
+    )
+    bad = ReplayMarker(_SAME_DATE, bad_id)
+    attempts: list[Callable[[], Awaitable[None]]] = [
+        lambda: storage.set_replay_marker("/topic/big", bad),
+        lambda: storage.store_marker("/topic/big", bad),
+        lambda: storage.store_markers({"/topic/other": marker(5), "/topic/big": bad}),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ReplayError) as caught:
+            await attempt()
+        assert str(caught.value) == expected
+    # The storage still works, and the batch with the bad marker stored nothing.
+    await storage.store_markers({"/topic/good": marker(2), "/topic/more": marker(3)})
+    assert await storage.get_replay_marker("/topic/big") is None
+    assert await storage.get_replay_marker("/topic/other") is None
+    await storage.close()
+    assert rows(db_path) == {"/topic/good": marker(2), "/topic/more": marker(3)}
+
+
+async def test_type_errors_name_the_argument_and_the_type_received(db_path: Path) -> None:
+    async with SQLiteReplayStorage(db_path) as storage:
+        cases: list[tuple[Callable[[], Awaitable[None]], str]] = [
+            # The old code named set_replay_marker's argument in store_marker's errors.
+            (
+                lambda: storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, True)),
+                "marker.replay_id must be an int, got bool",
+            ),
+            (
+                lambda: storage.set_replay_marker(CHANNEL, ReplayMarker(b"2024", 1)),  # type: ignore[arg-type]
+                "replay_marker.date must be a str, got bytes",
+            ),
+            # The old code said "got tuple": a tuple, but not of two items.
+            (
+                lambda: storage.set_replay_marker(CHANNEL, ("2024", 1, 2)),  # type: ignore[arg-type]
+                "replay_marker must be a ReplayMarker, got a tuple of length 3",
+            ),
+            (
+                lambda: storage.store_markers({CHANNEL: ("2024", 1.5)}),  # type: ignore[dict-item]
+                "markers['/topic/foo'].replay_id must be an int, got float",
+            ),
+            # The old code raised AttributeError: 'list' object has no attribute 'items'.
+            (
+                lambda: storage.store_markers([(CHANNEL, marker(1))]),  # type: ignore[arg-type]
+                "markers must be a Mapping, got list",
+            ),
+            (
+                lambda: storage.store_markers({b"/topic/foo": marker(1)}),  # type: ignore[dict-item]
+                "subscription must be a str, got bytes",
+            ),
+        ]
+        for call, message in cases:
+            with pytest.raises(TypeError) as caught:
+                await call()
+            assert str(caught.value) == message
+        assert await storage.get_replay_marker(CHANNEL) is None
