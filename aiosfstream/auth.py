@@ -4,7 +4,15 @@ Every grant posts a form to ``<login url>/services/oauth2/token`` and reads the 
 answer; a grant only says which form fields it sends (:meth:`AuthenticatorBase.
 _token_request_data`).  Building the request and reading the answer
 (:func:`parse_token_response`) are plain functions; :meth:`AuthenticatorBase.authenticate`
-does the one HTTP request.
+does the one HTTP request.  That request never follows a redirect (it would send the
+credentials to a host nobody named) and reads at most
+:attr:`AuthenticatorBase.max_response_bytes` of the answer.
+
+Every failure is an :exc:`~aiosfstream.exceptions.AuthenticationError`.  Its ``retryable``
+tells a temporary cause (no connection, a timeout, HTTP 5xx, 408 or 429, a page that is
+not a JSON object, an oversized answer) from a definitive refusal (an OAuth ``error`` on
+a 4xx, a redirect, a success answer that cannot be used); ``retry_after`` carries the
+``Retry-After`` of a 429 or 503.
 
 The grants: username-password (:class:`PasswordAuthenticator`), refresh token
 (:class:`RefreshTokenAuthenticator`), JWT bearer (:class:`JWTBearerAuthenticator`, needs
@@ -19,6 +27,8 @@ token, signature) ever appears in a ``repr``, a log record or an exception messa
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import inspect
 import json
 import logging
@@ -28,12 +38,20 @@ import re
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from aiosfstream.cometd.exceptions import (
+    MAX_QUOTED_TEXT,
+    ResponseTooLargeError,
+    TransportError,
+    TransportTimeoutError,
+    shorten,
+)
 from aiosfstream.cometd.extensions import AuthExtension
+from aiosfstream.cometd.transports.base import translate_transport_errors
 from aiosfstream.exceptions import AuthenticationError
 
 if TYPE_CHECKING:
@@ -82,8 +100,18 @@ SessionRefresher = Callable[[], Awaitable[str | tuple[str, str]]]
 
 _REDACTED = "<redacted>"
 _MIN_REDACTED_LENGTH = 4
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+# Two bounded searches instead of one "<title>(.*?)</title>": on a page full of
+# unclosed "<title" that pattern rescans the rest of the body from each of them.
+_TITLE_OPEN = re.compile(r"<title\b[^>]{0,200}>", re.IGNORECASE)
+_TITLE_CLOSE = re.compile(r"</title\s*>", re.IGNORECASE)
 _TITLE_MAX = 80
+_CONTENT_TYPE_MAX = 80
+# Request timeout, too many requests, and every server error: worth another try.
+_TRANSIENT_CLIENT_STATUSES = frozenset({408, 429})
+# The statuses whose Retry-After says when to come back (RFC 9110 section 10.2.3,
+# RFC 6585 section 4).
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+_READ_CHUNK = 65_536
 
 
 # --- pure helpers -------------------------------------------------------------------
@@ -141,17 +169,44 @@ def _no_redaction(text: str) -> str:
     return text
 
 
+def _page_title(body_text: str) -> str | None:
+    """Return the white-space-normalized ``<title>`` of an HTML page, if it has one."""
+    opening = _TITLE_OPEN.search(body_text)
+    if opening is None:
+        return None
+    closing = _TITLE_CLOSE.search(body_text, opening.end())
+    if closing is None:
+        return None
+    return " ".join(body_text[opening.end() : closing.start()].split()) or None
+
+
+def _quote(text: str, redact: Callable[[str], str], limit: int = MAX_QUOTED_TEXT) -> str:
+    """Prepare server text for a message: redact first, so a cut never splits a secret."""
+    return shorten(redact(text), limit)
+
+
 def _describe_non_json(
     status: int, content_type: str | None, body_text: str, redact: Callable[[str], str]
 ) -> str:
-    kind = redact(_media_type(content_type)) or "no content type"
+    kind = _quote(_media_type(content_type), redact, _CONTENT_TYPE_MAX) or "no content type"
     message = f"token endpoint answered HTTP {status} with {kind} instead of JSON"
-    title = _TITLE.search(body_text)
+    title = _page_title(body_text)
     if title:
-        text = " ".join(title.group(1).split())[:_TITLE_MAX]
-        if text:
-            message += f" (page title: {redact(text)!r})"
+        message += f" (page title: {_quote(title, redact, _TITLE_MAX)!r})"
     return message
+
+
+def _describe_redirect(status: int, location: str | None, redact: Callable[[str], str]) -> str:
+    target = "without a Location" if location is None else f"to {_quote(location, redact)!r}"
+    return (
+        f"token endpoint answered HTTP {status}, a redirect {target}, which is not followed: "
+        "it would send the credentials to another URL; set login_url to the right host"
+    )
+
+
+def _is_transient_status(status: int) -> bool:
+    """Whether an HTTP error status is worth another try."""
+    return status >= 500 or status in _TRANSIENT_CLIENT_STATUSES
 
 
 def _optional_str(value: object) -> str | None:
@@ -162,7 +217,38 @@ def _optional_str(value: object) -> str | None:
 
 def _optional_redacted(value: object, redact: Callable[[str], str]) -> str | None:
     text = _optional_str(value)
-    return None if text is None else redact(text)
+    return None if text is None else _quote(text, redact)
+
+
+def _parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Return the seconds a ``Retry-After`` header asks to wait, ``None`` if unusable.
+
+    The header is either a number of seconds or an HTTP date (RFC 9110 section
+    10.2.3); a date in the past means "now" (0).
+
+    :param now: the current time, in seconds since the epoch
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        try:
+            seconds = float(int(text))
+        except (ValueError, OverflowError):
+            # More digits than int() accepts, or too large for a float.
+            return None
+        return seconds if math.isfinite(seconds) else None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        # An HTTP date is always GMT, even when it says "-0000".
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    try:
+        return max(0.0, when.timestamp() - now)
+    except (OverflowError, OSError):
+        return None
 
 
 def parse_token_response(
@@ -172,8 +258,16 @@ def parse_token_response(
     *,
     json_loads: JsonLoader = json.loads,
     redact: Callable[[str], str] = _no_redaction,
+    location: str | None = None,
+    retry_after: float | None = None,
 ) -> dict[str, Any]:
     """Read the token endpoint's answer; return the token JSON object on success.
+
+    Each failure says whether another try may succeed (``retryable``): yes for an HTTP
+    5xx, 408 or 429, and for an answer that is not a JSON object (an HTML page from a
+    proxy or a maintenance page, bad JSON, JSON nested too deeply), whatever its status;
+    no for a redirect, an OAuth ``error`` on any other status, and a success answer
+    without a token.
 
     :param status: HTTP status code
     :param content_type: the ``Content-Type`` header, if any
@@ -181,19 +275,37 @@ def parse_token_response(
     :param json_loads: the JSON decoder to use
     :param redact: applied to every piece of the answer that goes into an error, so an
         endpoint that echoes a secret cannot put it in a message
+    :param location: the ``Location`` header, named in the error about a redirect
+    :param retry_after: the seconds the ``Retry-After`` header asked to wait; kept as
+        the error's ``retry_after`` when the status is 429 or 503
     :raises AuthenticationError: Salesforce refused (``error`` and ``error_description``
-        are copied from its answer), the answer is not JSON (HTML error page, bad JSON), or
-        it lacks ``access_token`` or ``instance_url``.  The message never contains the body,
-        only an HTML page's title.
+        are copied from its answer), the answer is a redirect or not JSON, or it lacks
+        ``access_token`` or ``instance_url``.  The message never contains the body, only
+        an HTML page's title; quoted server text is redacted and shortened.
     """
-    media_type = redact(_media_type(content_type))
+    if 300 <= status < 400:
+        raise AuthenticationError(_describe_redirect(status, location, redact), status=status)
+    wait = retry_after if status in _RETRY_AFTER_STATUSES else None
+    media_type = _quote(_media_type(content_type), redact, _CONTENT_TYPE_MAX)
     looks_json = _is_json_type(media_type) or body_text.lstrip().startswith("{")
     if not looks_json:
+        # A page instead of JSON comes from a proxy, a load balancer or a maintenance
+        # page, not from the OAuth server deciding about these credentials.
         raise AuthenticationError(
-            _describe_non_json(status, content_type, body_text, redact), status=status
+            _describe_non_json(status, content_type, body_text, redact),
+            status=status,
+            retryable=True,
+            retry_after=wait,
         )
     try:
         data = json_loads(body_text)
+    except RecursionError as error:
+        raise AuthenticationError(
+            f"token endpoint answered HTTP {status} with JSON nested too deeply to decode",
+            status=status,
+            retryable=True,
+            retry_after=wait,
+        ) from error
     except ValueError as error:
         # json.JSONDecodeError is a ValueError; its message quotes no body text, but a
         # custom decoder's might, so it is not repeated here.
@@ -201,20 +313,28 @@ def parse_token_response(
             f"token endpoint answered HTTP {status} with invalid JSON "
             f"({media_type or 'no content type'})",
             status=status,
+            retryable=True,
+            retry_after=wait,
         ) from error
     if not isinstance(data, dict):
         raise AuthenticationError(
             f"token endpoint answered HTTP {status} with a JSON {type(data).__name__}, "
             "not an object",
             status=status,
+            retryable=True,
+            retry_after=wait,
         )
 
     if "error" in data or not 200 <= status < 300:
+        # An OAuth error on a 4xx is the server's verdict on these credentials; on a
+        # 5xx (or 408, 429) it is the server's trouble, and may pass.
         raise AuthenticationError(
             f"token request refused with HTTP {status}",
             status=status,
             error=_optional_redacted(data.get("error"), redact),
             error_description=_optional_redacted(data.get("error_description"), redact),
+            retryable=_is_transient_status(status),
+            retry_after=wait,
         )
 
     missing = [
@@ -330,6 +450,16 @@ def _load_rsa_private_key(pem: bytes, source: str) -> RSAPrivateKey:
     return key
 
 
+class _TokenAnswer(NamedTuple):
+    """What the token endpoint answered, as :func:`parse_token_response` needs it."""
+
+    status: int
+    content_type: str | None
+    body_text: str
+    location: str | None
+    retry_after: str | None
+
+
 # --- authenticators -----------------------------------------------------------------
 
 
@@ -352,6 +482,11 @@ class AuthenticatorBase(AuthExtension):
     :param allow_insecure_http: accept ``http://`` login and instance URLs, for local
         emulators only
     """
+
+    #: Largest token response body read, in bytes.  A larger answer (announced by its
+    #: ``Content-Length`` or found while reading) fails as retryable without the rest
+    #: being read; a real token response is a few kilobytes.
+    max_response_bytes: int = 1_048_576
 
     def __init__(
         self,
@@ -436,14 +571,18 @@ class AuthenticatorBase(AuthExtension):
                 "instance_url", instance_url, allow_http=self.allow_insecure_http
             )
         except ValueError as error:
-            shown = "<URL with credentials>" if "@" in instance_url else repr(instance_url)
+            shown = (
+                "<URL with credentials>"
+                if "@" in instance_url
+                else repr(_quote(instance_url, self._redact))
+            )
             hint = (
                 " (plain http needs allow_insecure_http=True)"
                 if instance_url.startswith("http:")
                 else ""
             )
             raise AuthenticationError(
-                f"token response has an unusable instance_url {self._redact(shown)}: "
+                f"token response has an unusable instance_url {shown}: "
                 f"expected an absolute https:// URL without credentials, query or fragment{hint}"
             ) from error
         token_type = data.get("token_type")
@@ -477,54 +616,122 @@ class AuthenticatorBase(AuthExtension):
                 text = text.replace(secret, _REDACTED)
         return text
 
-    async def _post_token_request(self, data: dict[str, str]) -> tuple[int, str | None, str]:
-        """POST *data* to the token endpoint; return status, content type and body."""
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
+    async def _post_token_request(self, data: dict[str, str]) -> _TokenAnswer:
+        """POST *data* to the token endpoint; return its answer.
+
+        :raises AuthenticationError: retryable: the endpoint could not be reached, did
+            not answer within *timeout*, or sent more than :attr:`max_response_bytes`;
+            not retryable: its TLS certificate failed verification
+        """
+        what = f"token request to {self.token_url} failed"
         try:
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(
-                    self.token_url,
-                    data=data,
-                    headers={"Accept": "application/json"},
-                    ssl=True if self.ssl is None else self.ssl,
-                    proxy=self.proxy,
-                ) as response,
-            ):
-                body = await response.read()
-                charset = response.charset or "utf-8"
-                try:
-                    text = body.decode(charset, errors="replace")
-                except LookupError:
-                    text = body.decode("utf-8", errors="replace")
-                return response.status, response.headers.get("Content-Type"), text
-        except asyncio.TimeoutError as error:
-            raise AuthenticationError(
-                f"token request to {self.token_url} timed out after {self.timeout:g} s",
-                retryable=True,
-            ) from error
-        except aiohttp.ClientError as error:
-            detail = self._redact(str(error)) or type(error).__name__
-            raise AuthenticationError(
-                f"token request to {self.token_url} failed: {detail}", retryable=True
-            ) from error
+            # The one place where aiohttp's errors become ours.
+            with translate_transport_errors(what):
+                return await self._exchange(data)
+        except TransportError as error:
+            raise self._transport_failure(error) from error
+
+    async def _exchange(self, data: dict[str, str]) -> _TokenAnswer:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(
+                self.token_url,
+                data=data,
+                headers={"Accept": "application/json"},
+                ssl=True if self.ssl is None else self.ssl,
+                proxy=self.proxy,
+                # A 307 or 308 would re-post the credentials to whatever host it names,
+                # even a plain-http one; parse_token_response refuses every redirect.
+                allow_redirects=False,
+            ) as response,
+        ):
+            status = response.status
+            # A redirect's body says nothing that matters, and waiting for it could turn
+            # a definitive refusal into a timeout.
+            body = b"" if 300 <= status < 400 else await self._read_body(response)
+            charset = response.charset or "utf-8"
+            try:
+                text = body.decode(charset, errors="replace")
+            except LookupError:
+                text = body.decode("utf-8", errors="replace")
+            headers = response.headers
+            return _TokenAnswer(
+                status,
+                headers.get("Content-Type"),
+                text,
+                headers.get("Location"),
+                headers.get("Retry-After"),
+            )
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        """Read the body, refusing it beyond :attr:`max_response_bytes`.
+
+        :raises ResponseTooLargeError: the body is, or announces to be, too large; what
+            is left of it is not read (leaving the block closes the connection)
+        """
+        limit = self.max_response_bytes
+        declared = response.content_length
+        if declared is not None and declared > limit:
+            raise ResponseTooLargeError(
+                f"token response announces {declared} bytes, more than "
+                f"max_response_bytes ({limit} bytes); not read",
+                limit,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(_READ_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise ResponseTooLargeError(
+                    f"token response is larger than max_response_bytes ({limit} bytes); "
+                    "the rest was not read",
+                    limit,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _transport_failure(self, error: TransportError) -> AuthenticationError:
+        """The retryable error for a token request that got no usable answer."""
+        if isinstance(error, TransportTimeoutError) or isinstance(
+            error.__cause__, asyncio.TimeoutError
+        ):
+            # The cause is checked too, for versions of translate_transport_errors
+            # that report a timeout as a plain TransportError.
+            message = f"token request to {self.token_url} timed out after {self.timeout:g} s"
+        else:
+            message = str(error) or type(error).__name__
+        # A certificate that fails verification stays failing: retrying would only hide
+        # the wrong ssl setting (or the impostor) for the whole connection_timeout.
+        retryable = not isinstance(error.__cause__, aiohttp.ClientConnectorCertificateError)
+        # aiohttp's text may quote a proxy URL with its password.
+        return AuthenticationError(_quote(message, self._redact), retryable=retryable)
 
     async def authenticate(self) -> None:
         """Request a new access token.
 
-        :raises AuthenticationError: the request failed or Salesforce refused it
+        :raises AuthenticationError: the request failed or Salesforce refused it;
+            ``retryable`` tells whether another try may succeed
         """
         logger.debug("requesting token from %s", self.token_url)
         try:
-            status, content_type, body_text = await self._post_token_request(
-                self._token_request_data()
-            )
+            answer = await self._post_token_request(self._token_request_data())
             data = parse_token_response(
-                status, content_type, body_text, json_loads=self.json_loads, redact=self._redact
+                answer.status,
+                answer.content_type,
+                answer.body_text,
+                json_loads=self.json_loads,
+                redact=self._redact,
+                location=answer.location,
+                retry_after=_parse_retry_after(answer.retry_after, now=time.time()),
             )
             self._apply_token_response(data)
         except AuthenticationError as error:
-            logger.debug("token request failed: %s", error)
+            logger.debug(
+                "token request failed (%s): %s",
+                "retryable" if error.retryable else "definitive",
+                error,
+            )
             raise
         logger.debug("token obtained for instance %s", self.instance_url)
 

@@ -6,9 +6,11 @@ The end-to-end tests run a small aiohttp.web token endpoint on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,8 +24,10 @@ from aiosfstream.auth import (
     AuthenticatorBase,
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
+    _parse_retry_after,
     parse_token_response,
 )
+from aiosfstream.cometd.exceptions import TransportError
 from aiosfstream.exceptions import AuthenticationError
 
 CONSUMER_KEY = "3MVG9-consumer-key-4a1f"
@@ -201,6 +205,131 @@ def test_parse_empty_access_token() -> None:
     data = {**TOKEN_RESPONSE, "access_token": ""}
     with pytest.raises(AuthenticationError, match="lacks access_token"):
         parse_token_response(200, "application/json", json.dumps(data))
+
+
+# --- pure: what may be retried ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "retryable"),
+    [
+        (400, "application/json", '{"error": "invalid_grant"}', False),
+        (401, "application/json", '{"error": "invalid_client"}', False),
+        (403, "application/json", '{"error": "inactive_org"}', False),
+        (404, "application/json", "{}", False),
+        (200, "application/json", '{"error": "invalid_grant"}', False),
+        (200, "application/json", '{"access_token": "t"}', False),
+        (408, "application/json", "{}", True),
+        (429, "application/json", '{"error": "rate_limit_exceeded"}', True),
+        (500, "application/json", '{"error": "server_error"}', True),
+        (503, "application/json", "{}", True),
+        (200, "text/html", "<html></html>", True),
+        (403, "text/html", "<html><title>Blocked</title></html>", True),
+        (503, None, "", True),
+        (400, "application/json", "{bad", True),
+        (200, "application/json", "[1, 2]", True),
+    ],
+)
+def test_parse_says_what_may_be_retried(
+    status: int, content_type: str | None, body: str, retryable: bool
+) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(status, content_type, body)
+    assert caught.value.retryable is retryable
+    assert caught.value.status == status
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 307, 308])
+def test_parse_refuses_redirects(status: int) -> None:
+    # Even a redirect whose body looks like a token is refused.
+    with pytest.raises(AuthenticationError, match=f"HTTP {status}, a redirect to") as caught:
+        parse_token_response(
+            status,
+            "application/json",
+            json.dumps(TOKEN_RESPONSE),
+            location="https://elsewhere.example/token",
+        )
+    assert not caught.value.retryable
+    assert "'https://elsewhere.example/token'" in str(caught.value)
+
+
+def test_parse_redirect_location_is_redacted_before_it_is_shortened() -> None:
+    def redact(text: str) -> str:
+        return text.replace(PASSWORD, "<redacted>")
+
+    location = "https://evil.example/?" + "q" * 990 + PASSWORD
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(307, None, "", location=location, redact=redact)
+    message = str(caught.value)
+    assert "more characters" in message
+    assert PASSWORD[:6] not in message
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_parse_keeps_retry_after_of_429_and_503(status: int) -> None:
+    for content_type, body in (("application/json", "{}"), ("text/html", "<p>busy</p>")):
+        with pytest.raises(AuthenticationError) as caught:
+            parse_token_response(status, content_type, body, retry_after=12.0)
+        assert caught.value.retry_after == 12.0
+
+
+@pytest.mark.parametrize("status", [400, 500, 502])
+def test_parse_drops_retry_after_of_other_statuses(status: int) -> None:
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(status, "application/json", "{}", retry_after=12.0)
+    assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"a":' * 100_000, '{"a":[' * 50_000])
+def test_parse_deep_nesting_is_an_authentication_error(body: str) -> None:
+    with pytest.raises(AuthenticationError, match="nested too deeply") as caught:
+        parse_token_response(200, "application/json", body)
+    assert caught.value.retryable
+
+
+def test_parse_page_full_of_title_tags_is_quick() -> None:
+    # The old "<title>(.*?)</title>" pattern took seconds here, minutes at the size cap.
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError):
+        parse_token_response(502, "text/html", "<title>" * 20_000)
+    with pytest.raises(AuthenticationError):
+        parse_token_response(502, "text/html", "<title" * 20_000)
+    assert time.monotonic() - started < 1
+
+
+def test_parse_shortens_server_text() -> None:
+    body = json.dumps({"error": "e" * 3000, "error_description": "d" * 3000})
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(400, "application/json", body)
+    assert len(caught.value.error or "") < 1100
+    assert len(caught.value.error_description or "") < 1100
+    with pytest.raises(AuthenticationError) as caught:
+        parse_token_response(502, "text/" + "x" * 5000, "")
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        (None, None),
+        ("0", 0.0),
+        ("120", 120.0),
+        (" 7 ", 7.0),
+        ("Sun, 06 Nov 1994 08:49:37 GMT", 0.0),  # in the past: now
+        ("Wed, 01 Jan 2030 00:01:00 GMT", 60.0),
+        ("Wed, 01 Jan 2030 00:01:00 -0000", 60.0),  # no zone still means GMT
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),
+        ("", None),
+        ("\u0661\u0662", None),  # digits, but not ASCII ones
+        ("9" * 400, None),
+        ("9" * 5000, None),
+    ],
+)
+def test_parse_retry_after(header: str | None, seconds: float | None) -> None:
+    now = datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+    assert _parse_retry_after(header, now=now) == seconds
 
 
 # --- constructor --------------------------------------------------------------------
@@ -510,7 +639,9 @@ async def test_network_failure() -> None:
     auth = password_auth(login_url=url, allow_insecure_http=True)
     with pytest.raises(AuthenticationError, match=r"token request to .* failed") as caught:
         await auth.authenticate()
-    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+    # aiohttp's error became ours once, in translate_transport_errors.
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert isinstance(caught.value.__cause__.__cause__, aiohttp.ClientError)
     assert caught.value.status is None
     assert caught.value.retryable
     assert_no_secret(str(caught.value))
@@ -520,7 +651,9 @@ async def test_tls_to_a_plain_http_server_fails_cleanly(token_server: TokenServe
     auth = password_auth(login_url=token_server.url.replace("http://", "https://"))
     with pytest.raises(AuthenticationError, match="failed") as caught:
         await auth.authenticate()
-    assert isinstance(caught.value.__cause__, aiohttp.ClientError)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert isinstance(caught.value.__cause__.__cause__, aiohttp.ClientError)
+    assert caught.value.retryable
 
 
 async def test_timeout(token_server: TokenServer) -> None:
@@ -532,7 +665,9 @@ async def test_timeout(token_server: TokenServer) -> None:
     auth = password_auth(login_url=token_server.url, allow_insecure_http=True, timeout=0.2)
     with pytest.raises(AuthenticationError, match=r"timed out after 0\.2 s") as caught:
         await auth.authenticate()
-    assert isinstance(caught.value.__cause__, asyncio.TimeoutError)
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert isinstance(caught.value.__cause__.__cause__, asyncio.TimeoutError)
+    assert caught.value.retryable
 
 
 async def test_proxy_is_used(token_server: TokenServer) -> None:

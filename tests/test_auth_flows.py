@@ -41,6 +41,7 @@ from aiosfstream.auth import (
     jwt_bearer_claims,
     my_domain_url,
 )
+from aiosfstream.cometd.exceptions import TransportError
 from aiosfstream.exceptions import AuthenticationError, ServerError
 from aiosfstream.testing import SalesforceEmulator
 from tests.helpers import self_signed_certificate
@@ -943,8 +944,12 @@ async def test_flows_verify_certificates_by_default(tls_server: TLSServer, keys:
     for auth in tls_authenticators(tls_server, keys):
         with pytest.raises(AuthenticationError, match="failed") as caught:
             await auth.authenticate()
-        assert isinstance(caught.value.__cause__, aiohttp.ClientSSLError)
+        # aiohttp's error became ours once, in translate_transport_errors.
+        assert isinstance(caught.value.__cause__, TransportError)
+        assert isinstance(caught.value.__cause__.__cause__, aiohttp.ClientSSLError)
         assert caught.value.status is None
+        # An unverifiable certificate does not pass by retrying: fail at once.
+        assert not caught.value.retryable
     assert tls_server.forms == []
 
 
