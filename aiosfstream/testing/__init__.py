@@ -7,12 +7,19 @@ emulator cannot share a bug with the code it tests.
 
 from __future__ import annotations
 
-from .server import DEFAULT_CREDENTIALS, FAULT_OPERATIONS, Credentials, SalesforceEmulator
+from .server import (
+    DEFAULT_CREDENTIALS,
+    DISCONNECT_OPERATIONS,
+    FAULT_OPERATIONS,
+    Credentials,
+    SalesforceEmulator,
+)
 from .state import ConnectedApp, EmulatorStats, RequestLog, RequestRecord, User
 
 __all__ = [
     # server
     "DEFAULT_CREDENTIALS",
+    "DISCONNECT_OPERATIONS",
     "FAULT_OPERATIONS",
     "ConnectedApp",
     "Credentials",

@@ -52,6 +52,8 @@ class AdminAPI:
             ("POST", "/purge", self.purge),
             ("POST", "/advance", self.advance),
             ("POST", "/fail", self.fail),
+            ("POST", "/disconnect-next", self.disconnect_next),
+            ("POST", "/instance-url", self.set_instance_url),
             ("POST", "/users", self.add_user),
             ("POST", "/refresh-token", self.refresh_token),
         ]
@@ -66,6 +68,7 @@ class AdminAPI:
             {
                 "url": emulator.url,
                 "token_url": emulator.token_url,
+                "instance_url": emulator.instance_url,
                 "cometd_url": emulator.cometd_url(),
                 "credentials": {
                     "consumer_key": credentials.consumer_key,
@@ -156,9 +159,15 @@ class AdminAPI:
         return web.json_response({"revoked": count})
 
     async def expire(self, request: web.Request) -> web.StreamResponse:
-        """``POST /__admin__/expire {"client_id"?}``: drop Bayeux sessions."""
+        """``POST /__admin__/expire {"client_id"?, "notify"?}``: drop Bayeux sessions.
+
+        ``"notify": false`` leaves held connects waiting, as
+        :meth:`SalesforceEmulator.expire_client` does.
+        """
         body = await _json_body(request)
-        ids = self.emulator.expire_client(_get(body, "client_id", str, None))
+        ids = self.emulator.expire_client(
+            _get(body, "client_id", str, None), notify=_get(body, "notify", bool, True)
+        )
         return web.json_response({"clients": ids})
 
     async def disconnect(self, request: web.Request) -> web.StreamResponse:
@@ -191,12 +200,15 @@ class AdminAPI:
         """``POST /__admin__/fail``: arm a failure, as :meth:`SalesforceEmulator.fail_next`.
 
         Body: ``{"operation", "reason"?, "error"?, "advice"?, "http_status"?, "body"?,
-        "content_type"?, "times"?}``.
+        "content_type"?, "times"?, "headers"?}``; ``headers`` is an object of strings.
         """
         body = await _json_body(request)
         advice = body.get("advice")
         if advice is not None and not isinstance(advice, dict):
             raise _BadRequest("'advice' must be an object")
+        headers = body.get("headers")
+        if headers is not None and not isinstance(headers, dict):
+            raise _BadRequest("'headers' must be an object")
         try:
             self.emulator.fail_next(
                 _get(body, "operation", str),
@@ -207,10 +219,40 @@ class AdminAPI:
                 body=_get(body, "body", str, None),
                 content_type=_get(body, "content_type", str, "text/html"),
                 times=_get(body, "times", int, 1),
+                headers=headers,
             )
         except ValueError as exc:
             raise _BadRequest(str(exc)) from None
         return web.json_response({"armed": body["operation"]})
+
+    async def disconnect_next(self, request: web.Request) -> web.StreamResponse:
+        """``POST /__admin__/disconnect-next {"operation", "times"?}``.
+
+        End the session in the next reply(ies) to *operation*, as
+        :meth:`SalesforceEmulator.disconnect_next`.
+        """
+        body = await _json_body(request)
+        try:
+            self.emulator.disconnect_next(
+                _get(body, "operation", str), times=_get(body, "times", int, 1)
+            )
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from None
+        return web.json_response({"armed": body["operation"]})
+
+    async def set_instance_url(self, request: web.Request) -> web.StreamResponse:
+        """``POST /__admin__/instance-url {"url": "http://..." | null}``.
+
+        Set the ``instance_url`` token responses hand out (``null``: the emulator's URL).
+        """
+        body = await _json_body(request)
+        if "url" not in body:
+            raise _BadRequest("field 'url' is required (null for the emulator's own URL)")
+        try:
+            self.emulator.instance_url = _get(body, "url", str, None)
+        except ValueError as exc:
+            raise _BadRequest(str(exc)) from None
+        return web.json_response({"instance_url": self.emulator.instance_url})
 
     async def add_user(self, request: web.Request) -> web.StreamResponse:
         """``POST /__admin__/users {"username", "password"}``."""

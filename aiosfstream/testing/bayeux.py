@@ -176,6 +176,8 @@ class _Context:
     token: str | None
     browser_id: str | None
     new_browser_id: str | None = None
+    #: Set by an injected ``server_disconnect`` fault: end the session after this message.
+    disconnect: bool = False
 
 
 def _reply(message: dict[str, Any], head: dict[str, Any], tail: dict[str, Any]) -> dict[str, Any]:
@@ -223,11 +225,13 @@ def _http_error(status: int, error: str, reason: str | None = None) -> web.Respo
 def fault_response(fault: Fault) -> web.Response:
     """Return the HTTP response of an injected HTTP-level fault."""
     assert fault.http_status is not None
-    return web.Response(
+    response = web.Response(
         status=fault.http_status,
         text=fault.body if fault.body is not None else error_page(fault.http_status),
         content_type=fault.content_type,
     )
+    response.headers.update(fault.headers or {})
+    return response
 
 
 class BayeuxService:
@@ -315,7 +319,11 @@ class BayeuxService:
             context.token = ""  # present but unreadable: an invalid token
         replies: list[dict[str, Any]] = []
         for message in messages:
-            replies.extend(await self._dispatch(message, context))
+            context.disconnect = False
+            answer = await self._dispatch(message, context)
+            if context.disconnect:
+                answer = self._disconnect_after(message, answer)
+            replies.extend(answer)
         response = web.json_response(replies)
         if context.new_browser_id is not None:
             response.set_cookie(BROWSER_COOKIE, context.new_browser_id, path="/", httponly=True)
@@ -339,9 +347,14 @@ class BayeuxService:
 
     # -- shared checks -------------------------------------------------------------------
 
-    def _fault(self, operation: str, message: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def _fault(
+        self, operation: str, message: dict[str, Any], context: _Context
+    ) -> list[dict[str, Any]] | None:
         fault = self.state.take_fault(operation)
         if fault is None:
+            return None
+        if fault.server_disconnect:
+            context.disconnect = True
             return None
         if fault.http_status is not None:
             raise _HttpFailure(fault_response(fault))
@@ -373,7 +386,7 @@ class BayeuxService:
     ) -> Session | list[dict[str, Any]]:
         """Count a session operation, then return its session, or the reply that ends it."""
         setattr(self.state.stats, f"{operation}s", getattr(self.state.stats, f"{operation}s") + 1)
-        failure = self._fault(operation, message)
+        failure = self._fault(operation, message, context)
         if failure is not None:
             return failure
         return self._session_for(message, context)
@@ -409,7 +422,7 @@ class BayeuxService:
 
     def _handshake(self, message: dict[str, Any], context: _Context) -> list[dict[str, Any]]:
         self.state.stats.handshakes += 1
-        failure = self._fault("handshake", message)
+        failure = self._fault("handshake", message, context)
         if failure is not None:
             return failure
         if context.token is None:
@@ -534,6 +547,26 @@ class BayeuxService:
         self.state.close_session(session, "server-disconnect")
         notice = {"channel": "/meta/disconnect", "clientId": session.client_id, "successful": True}
         return [notice, self._connect_reply(session, message, dict(_NO_RECONNECT))]
+
+    def _disconnect_after(
+        self, message: dict[str, Any], answer: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """End the session *message* belongs to; put the ``/meta/disconnect`` before *answer*.
+
+        The session is the one a handshake reply names, else the message's ``clientId``.
+        A held connect of that session then answers ``403::Unknown client``.
+        """
+        client_id = _client_id(message)
+        for reply in answer:
+            if reply.get("channel") == message.get("channel") and _client_id(reply):
+                client_id = _client_id(reply)
+        session = self.state.sessions.get(client_id or "")
+        if session is None:
+            return answer
+        self.state.close_session(session, "server-disconnect")
+        self.wake([session])
+        notice = {"channel": "/meta/disconnect", "clientId": session.client_id, "successful": True}
+        return [notice, *answer]
 
     @staticmethod
     def _connect_reply(

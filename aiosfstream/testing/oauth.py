@@ -72,8 +72,18 @@ def token_signature(consumer_secret: str, identity: str, issued_at: str) -> str:
     return base64.b64encode(digest).decode()
 
 
-def grant_token(state: OrgState, form: Mapping[str, str], base_url: str) -> dict[str, Any]:
-    """Serve one token request; return the success body or raise :class:`OAuthError`."""
+def grant_token(
+    state: OrgState,
+    form: Mapping[str, str],
+    base_url: str,
+    *,
+    instance_url: str | None = None,
+) -> dict[str, Any]:
+    """Serve one token request; return the success body or raise :class:`OAuthError`.
+
+    *base_url* is the org's own URL (identity URL, JWT audience); *instance_url*, the
+    ``instance_url`` of the answer, defaults to it.
+    """
     grant_type = form.get("grant_type", "")
     if grant_type == "password":
         token = _password_grant(state, form)
@@ -87,11 +97,11 @@ def grant_token(state: OrgState, form: Mapping[str, str], base_url: str) -> dict
         raise OAuthError("unsupported_grant_type", "grant type not supported")
     state.stats.tokens_issued += 1
     state.stats.grants[grant_type] += 1
-    return _success_body(state, token, base_url, grant_type)
+    return _success_body(state, token, base_url, grant_type, instance_url or base_url)
 
 
 def _success_body(
-    state: OrgState, token: AccessToken, base_url: str, grant_type: str
+    state: OrgState, token: AccessToken, base_url: str, grant_type: str, instance_url: str
 ) -> dict[str, Any]:
     user = state.users[token.username]
     app = state.apps[token.consumer_key]
@@ -99,7 +109,7 @@ def _success_body(
     issued_at = str(int(token.issued_at * 1000))
     body: dict[str, Any] = {
         "access_token": token.value,
-        "instance_url": base_url,
+        "instance_url": instance_url,
         "id": identity,
         "token_type": "Bearer",
         "issued_at": issued_at,
@@ -207,14 +217,24 @@ def _public_key(pem: str) -> Any:
 
 
 class OAuthService:
-    """aiohttp handlers for ``/services/oauth2/token`` and ``/services/oauth2/revoke``."""
+    """aiohttp handlers for ``/services/oauth2/token`` and ``/services/oauth2/revoke``.
+
+    :param base_url: returns the org's URL
+    :param log: where requests are recorded
+    :param instance_url: returns the ``instance_url`` to hand out (``None``: the org's URL)
+    """
 
     def __init__(
-        self, state: OrgState, base_url: Callable[[], str], log: RequestLog | None = None
+        self,
+        state: OrgState,
+        base_url: Callable[[], str],
+        log: RequestLog | None = None,
+        instance_url: Callable[[], str | None] | None = None,
     ) -> None:
         self.state = state
         self._base_url = base_url
         self._log = log
+        self._instance_url = instance_url or (lambda: None)
 
     def add_routes(self, app: web.Application) -> None:
         """Register the endpoints on *app*."""
@@ -234,13 +254,16 @@ class OAuthService:
                     text=fault.body if fault.body is not None else error_page(fault.http_status),
                     content_type=fault.content_type,
                 )
+                response.headers.update(fault.headers or {})
             else:
                 error = OAuthError(fault.error or "invalid_grant", fault.reason or "")
                 response = _json(error.as_json(), error.status)
             self._record(request, grant_type, response.status)
             return response
         try:
-            body = grant_token(self.state, form, self._base_url())
+            body = grant_token(
+                self.state, form, self._base_url(), instance_url=self._instance_url()
+            )
         except OAuthError as exc:
             response = _json(exc.as_json(), exc.status)
         else:

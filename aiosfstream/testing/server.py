@@ -26,10 +26,18 @@ from .state import (
     User,
 )
 
-__all__ = ["DEFAULT_CREDENTIALS", "FAULT_OPERATIONS", "Credentials", "SalesforceEmulator"]
+__all__ = [
+    "DEFAULT_CREDENTIALS",
+    "DISCONNECT_OPERATIONS",
+    "FAULT_OPERATIONS",
+    "Credentials",
+    "SalesforceEmulator",
+]
 
 #: Operations :meth:`SalesforceEmulator.fail_next` can make fail.
 FAULT_OPERATIONS = ("handshake", "connect", "subscribe", "unsubscribe", "disconnect", "token")
+#: Operations whose reply :meth:`SalesforceEmulator.disconnect_next` can end the session in.
+DISCONNECT_OPERATIONS = ("handshake", "connect", "subscribe", "unsubscribe")
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,9 @@ class SalesforceEmulator:
     :param max_batch_size: most events returned by one ``/meta/connect``; ``None``: all.
     :param credentials: the default user and app (:data:`DEFAULT_CREDENTIALS`).
     :param admin_api: serve the ``/__admin__/`` HTTP control API.
+    :param instance_url: the ``instance_url`` the token endpoint hands out, e.g. the URL of
+        a proxy in front of the Bayeux endpoint; ``None`` (the default) is :attr:`url`.
+        Settable later through :attr:`instance_url`.
     """
 
     def __init__(
@@ -97,8 +108,10 @@ class SalesforceEmulator:
         max_batch_size: int | None = None,
         credentials: Credentials | None = None,
         admin_api: bool = True,
+        instance_url: str | None = None,
     ) -> None:
         self._host = host
+        self._instance_url = instance_url
         self._port = port
         self._base_clock: Callable[[], float] = clock or time.time
         self._offset = 0.0
@@ -126,7 +139,9 @@ class SalesforceEmulator:
             max_batch_size=max_batch_size,
             log=self.log,
         )
-        self._oauth = OAuthService(self.state, lambda: self.url, self.log)
+        self._oauth = OAuthService(
+            self.state, lambda: self.url, self.log, instance_url=lambda: self._instance_url
+        )
 
     def __repr__(self) -> str:
         where = self.url if self._port else "not started"
@@ -152,6 +167,21 @@ class SalesforceEmulator:
     def port(self) -> int:
         """The TCP port (0 until the first :meth:`start`)."""
         return self._port
+
+    @property
+    def instance_url(self) -> str:
+        """The ``instance_url`` of token responses: where clients send Bayeux requests.
+
+        :attr:`url` unless set, e.g. to a proxy that forwards to :attr:`url`; set ``None``
+        to go back to :attr:`url`. Clients read it at their next token request.
+        """
+        return self._instance_url or self.url
+
+    @instance_url.setter
+    def instance_url(self, value: str | None) -> None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"instance_url must be an http(s) URL, got {value!r}")
+        self._instance_url = value.rstrip("/") if value is not None else None
 
     @property
     def token_url(self) -> str:
@@ -383,14 +413,17 @@ class SalesforceEmulator:
         self._bayeux.wake_all()
         return count
 
-    def expire_client(self, client_id: str | None = None) -> list[str]:
+    def expire_client(self, client_id: str | None = None, *, notify: bool = True) -> list[str]:
         """Drop Bayeux session *client_id* (``None``: all), as after a missed reconnect.
 
-        The client's next request (or its held connect, at once) gets
-        ``403::Unknown client`` with advice to handshake again. Return the ids dropped.
+        The client's next request gets ``403::Unknown client`` with advice to handshake
+        again. Its held connect gets it at once, or, with *notify* false, only when the
+        hold ends (timeout), so that the client's next subscribe or unsubscribe is what
+        learns of the expiry. Return the ids dropped.
         """
         sessions = self.state.close_sessions(client_id, "expired")
-        self._bayeux.wake(sessions)
+        if notify:
+            self._bayeux.wake(sessions)
         return [session.client_id for session in sessions]
 
     def server_disconnect(self, client_id: str | None = None) -> list[str]:
@@ -416,6 +449,7 @@ class SalesforceEmulator:
         body: str | None = None,
         content_type: str = "text/html",
         times: int = 1,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Make the next *times* requests of *operation* fail.
 
@@ -428,17 +462,56 @@ class SalesforceEmulator:
         with a 503 reason is ``401::Authentication invalid`` with the 503 as failure
         reason (as documented), other reasons become the ``error``. *error* and *advice*
         override those fields. With *http_status* the whole HTTP response is replaced
-        (an HTML page unless *body* is given). For ``token``, *error* and *reason* give
-        the OAuth ``error`` and ``error_description``.
+        (an HTML page unless *body* is given) and *headers* are added to it: a
+        ``Retry-After``, or the ``Location`` of a redirect (``http_status=307``). For
+        ``token``, *error* and *reason* give the OAuth ``error`` and ``error_description``.
+
+        Faults armed for one operation are served in the order they were armed, so a
+        burst of different answers (503, then 502, then 429...) is several calls.
         """
         name = operation.removeprefix("/meta/")
         if name not in FAULT_OPERATIONS:
             raise ValueError(f"unknown operation {operation!r}; expected one of {FAULT_OPERATIONS}")
         if times < 1:
             raise ValueError("times must be at least 1")
+        if headers is not None and http_status is None:
+            raise ValueError("headers need an http_status: they go on the HTTP answer")
+        if headers is not None and not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
+        ):
+            raise ValueError("headers must map str to str")
         self.state.faults.append(
-            Fault(name, reason, error, advice, http_status, body, content_type, times)
+            Fault(
+                name,
+                reason,
+                error,
+                advice,
+                http_status,
+                body,
+                content_type,
+                times,
+                headers=dict(headers) if headers is not None else None,
+            )
         )
+
+    def disconnect_next(self, operation: str, *, times: int = 1) -> None:
+        """End the session in the reply to the next *times* requests of *operation*.
+
+        *operation* is ``handshake``, ``connect``, ``subscribe`` or ``unsubscribe`` (a
+        ``/meta/`` prefix is allowed). The request is served as usual (a handshake opens
+        its session, a connect delivers its events, a subscribe subscribes), then the
+        session ends and a server ``/meta/disconnect`` goes first in the same reply, as
+        Salesforce (API 64.0+) does when it scales; later requests of that session get
+        ``403::Unknown client``. Armed in the same queue as :meth:`fail_next`.
+        """
+        name = operation.removeprefix("/meta/")
+        if name not in DISCONNECT_OPERATIONS:
+            raise ValueError(
+                f"unknown operation {operation!r}; expected one of {DISCONNECT_OPERATIONS}"
+            )
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        self.state.faults.append(Fault(name, times=times, server_disconnect=True))
 
     # -- observation --------------------------------------------------------------------
 

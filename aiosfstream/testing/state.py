@@ -220,7 +220,12 @@ class Session:
 
 @dataclass
 class Fault:
-    """A failure to inject into the next request(s) for one operation."""
+    """A failure to inject into the next request(s) for one operation.
+
+    ``headers`` are added to an HTTP-level answer (``http_status``), e.g. ``Retry-After``
+    or the ``Location`` of a redirect. With ``server_disconnect`` the request is served
+    normally, then the session ends with a server ``/meta/disconnect`` in the same reply.
+    """
 
     operation: str
     reason: str | None = None
@@ -230,6 +235,8 @@ class Fault:
     body: str | None = None
     content_type: str = "text/html"
     times: int = 1
+    headers: dict[str, str] | None = None
+    server_disconnect: bool = False
 
 
 @dataclass
