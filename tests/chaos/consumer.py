@@ -1,11 +1,12 @@
 """The consumer process of the chaos test.
 
-Usage: python -m tests.chaos.consumer LOGIN_URL SHELF_PATH OUTPUT_PATH CHANNEL [STORAGE]
+Usage: python -m tests.chaos.consumer LOGIN_URL SHELF_PATH OUTPUT_PATH CHANNEL [STORAGE [QUIET...]]
 
 Logs in as the emulator's default user, subscribes to CHANNEL with a shelf as replay
 storage (``DefaultMappingStorage(shelf, ALL_EVENTS)``: everything retained on the very
-first run, the stored marker afterwards) and appends ``"<pid> <replayId>"`` to OUTPUT_PATH
-for every event, until SIGTERM or SIGINT, after which it closes the client and exits 0.
+first run, the stored marker afterwards) and to each QUIET channel (NEW_EVENTS until it
+has a marker), and appends ``"<pid> <channel> <replayId>"`` to OUTPUT_PATH for every event,
+until SIGTERM or SIGINT, after which it closes the client and exits 0.
 
 STORAGE is ``shelf`` (the default: the shelf as the documentation shows it).
 
@@ -30,7 +31,7 @@ import os
 import shelve
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any, TextIO
 
 from aiosfstream import (
@@ -41,6 +42,23 @@ from aiosfstream import (
 from tests.helpers import emulator_client
 
 STORAGES = ("shelf",)
+
+
+class QuietNewEvents(DefaultMappingStorage):
+    """The shelf with ALL_EVENTS for channels without a marker, but NEW_EVENTS for *quiet*.
+
+    A quiet channel has delivered nothing, so the client knows no replay id for it: the
+    case where a lost poll must still not skip the events of the busy channel.
+    """
+
+    def __init__(self, mapping: shelve.Shelf[Any], quiet: Collection[str]) -> None:
+        super().__init__(mapping, ReplayOption.ALL_EVENTS)
+        self.quiet = frozenset(quiet)
+
+    async def get_replay_id(self, subscription: str) -> int:
+        if subscription in self.quiet and await self.get_replay_marker(subscription) is None:
+            return int(ReplayOption.NEW_EVENTS)
+        return await super().get_replay_id(subscription)
 
 
 def replay_id_of(message: dict[str, Any]) -> int:
@@ -63,20 +81,22 @@ async def consume(
     output: TextIO,
     channel: str,
     storage: str,
+    quiet: Collection[str] = (),
 ) -> None:
     pid = os.getpid()
-    replay = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
+    replay = QuietNewEvents(shelf, quiet)
     async with emulator_client(
         login_url,
         replay=replay,
         replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
         connection_timeout=None,
     ) as client:
-        await client.subscribe(channel)
+        for name in (channel, *quiet):
+            await client.subscribe(name)
         async for message in client:
             # The marker is stored when the block exits, after the line is durable.
             async with client.replay_storage(message):
-                write_line(output, f"{pid} {replay_id_of(message)}\n")
+                write_line(output, f"{pid} {message['channel']} {replay_id_of(message)}\n")
 
 
 async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
@@ -94,13 +114,14 @@ async def until_signalled(work: Coroutine[Any, Any, None]) -> None:
 def main(argv: list[str]) -> None:
     login_url, shelf_path, output_path, channel, *rest = argv
     storage = rest[0] if rest else "shelf"
+    quiet = rest[1:]
     if storage not in STORAGES:
         raise SystemExit(f"unknown storage {storage!r}; expected one of {STORAGES}")
     with (
         shelve.open(shelf_path) as shelf,
         open(output_path, "a", encoding="utf-8") as output,
     ):
-        asyncio.run(until_signalled(consume(login_url, shelf, output, channel, storage)))
+        asyncio.run(until_signalled(consume(login_url, shelf, output, channel, storage, quiet)))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,21 @@
 """Chaos: thousands of events to a consumer process that keeps being disturbed.
 
-The test process runs the Salesforce emulator and publishes events at a steady rate on
-``/topic/chaos``. A consumer *process* (:mod:`tests.chaos.consumer`) receives them with a
-shelf as replay storage and the MANUAL storage policy, and appends ``"<pid> <replayId>"``
-to a file for each one. Meanwhile the test cuts every HTTP connection several times,
-revokes the access tokens, expires the Bayeux session and SIGKILLs the consumer twice
-(restarting it with the same shelf each time).
+The test process runs the Salesforce emulator, with a :class:`~tests.hostile.CuttingProxy`
+in front of its Bayeux endpoint, and publishes events at a steady rate on ``/topic/chaos``.
+A consumer *process* (:mod:`tests.chaos.consumer`) receives them with a shelf as replay
+storage and the MANUAL storage policy, also subscribed to a quiet channel (NEW_EVENTS,
+nothing published until the end), and appends ``"<pid> <channel> <replayId>"`` to a file
+for each event. Meanwhile the test cuts every HTTP connection several times (on the
+emulator's side and on the client's), has the proxy lose ``/meta/connect`` replies that
+carry events (the emulator believes them delivered), revokes the access tokens while the
+token endpoint fails with 5xx pages for a while, expires the Bayeux session and SIGKILLs the
+consumer twice (restarting it with the same shelf, once into a token endpoint burst).
 
 The at-least-once contract checked at the end:
 
 * lost = 0: every published replay id was written by some consumer process;
-* in-process duplicates = 0: no process wrote the same replay id twice.
+* in-process duplicates = 0: no process wrote the same replay id twice;
+* after all that, an event on the quiet channel is delivered too.
 
 Duplicates across a restart (an event written by the killed process, whose marker had
 not reached the shelf yet, and replayed to the next one) are allowed and are reported.
@@ -38,11 +43,15 @@ from typing import BinaryIO
 
 import pytest
 
-from aiosfstream import DefaultMappingStorage, ReplayOption
+from aiosfstream import DefaultMappingStorage, ReplayMarkerStoragePolicy, ReplayOption
+from aiosfstream.exceptions import HTTPRedirectError
 from aiosfstream.testing import SalesforceEmulator
 from tests.chaos.consumer import STORAGES
+from tests.helpers import emulator_client
+from tests.hostile import CuttingProxy, RecordingServer, Rule, reply_carries
 
 CHANNEL = "/topic/chaos"
+QUIET = "/topic/chaos-quiet"
 #: Events published, and how many per second.
 EVENT_COUNT = 3000
 RATE = 150.0
@@ -62,15 +71,20 @@ class Chaos:
     """The consumer process and the record of what was done to it."""
 
     emulator: SalesforceEmulator
+    proxy: CuttingProxy
     workdir: Path
     storage: str
     process: asyncio.subprocess.Process | None = None
     runs: int = 0
     pids: list[int] = field(default_factory=list)
     drops: int = 0
+    cuts: int = 0
     kills: int = 0
     revokes: int = 0
     expiries: int = 0
+    token_bursts: int = 0
+    #: Rules that lose a /meta/connect reply carrying events; ``hits`` counts the losses.
+    losses: list[Rule] = field(default_factory=list)
 
     @property
     def shelf(self) -> Path:
@@ -96,6 +110,7 @@ class Chaos:
                 str(self.output),
                 CHANNEL,
                 self.storage,
+                QUIET,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=stderr,
@@ -125,12 +140,37 @@ class Chaos:
             await self.process.wait()
             raise AssertionError("the consumer did not exit within 20 s of SIGTERM") from None
 
+    async def kill_into_token_burst(self) -> None:
+        """SIGKILL the consumer; its successor logs in while the token endpoint fails."""
+        self.token_burst()
+        await self.kill_consumer()
+
     async def drop(self) -> None:
+        """Cut the emulator's side: the proxy passes the cut on."""
         await asyncio.sleep(DROP_PAUSE)
         await self.emulator.drop_connections()
         self.drops += 1
 
-    async def revoke(self) -> None:
+    async def cut(self) -> None:
+        """Cut the client's side at the proxy."""
+        await asyncio.sleep(DROP_PAUSE)
+        self.proxy.cut()
+        self.cuts += 1
+
+    async def lose(self) -> None:
+        """Lose the next /meta/connect reply that carries events (unless one is pending)."""
+        if not any(rule.active for rule in self.losses):
+            self.losses.append(self.proxy.drop_reply(reply_carries(CHANNEL)))
+
+    def token_burst(self) -> None:
+        """The next two token requests get a 503 page, then a 502 page."""
+        self.emulator.fail_next("token", http_status=503)
+        self.emulator.fail_next("token", http_status=502)
+        self.token_bursts += 1
+
+    async def revoke_into_token_burst(self) -> None:
+        """Revoke the tokens: the consumer logs in again while the token endpoint fails."""
+        self.token_burst()
         assert self.emulator.revoke_tokens() > 0
         self.revokes += 1
 
@@ -160,15 +200,20 @@ def open_log(path: Path) -> BinaryIO:
     return open(path, "wb")
 
 
-def read_output(path: Path) -> list[tuple[int, int]]:
-    """The ``(pid, replay id)`` lines written so far (a torn last line is ignored)."""
+def read_output(path: Path, channel: str = CHANNEL) -> list[tuple[int, int]]:
+    """The ``(pid, replay id)`` lines of *channel* written so far (a torn line is ignored)."""
     if not path.exists():
         return []
     pairs = []
     for line in path.read_text().splitlines():
         fields = line.split()
-        if len(fields) == 2 and all(part.isdigit() for part in fields):
-            pairs.append((int(fields[0]), int(fields[1])))
+        if (
+            len(fields) == 3
+            and fields[1] == channel
+            and fields[0].isdigit()
+            and fields[2].isdigit()
+        ):
+            pairs.append((int(fields[0]), int(fields[2])))
     return pairs
 
 
@@ -184,28 +229,39 @@ async def wait_until(
 
 
 def subscribed(emulator: SalesforceEmulator) -> bool:
-    return any(CHANNEL in emulator.subscriptions(cid) for cid in emulator.client_ids)
+    return any({CHANNEL, QUIET} <= set(emulator.subscriptions(cid)) for cid in emulator.client_ids)
 
 
 @pytest.mark.parametrize("storage", STORAGES)
 async def test_at_least_once_under_chaos(storage: str, tmp_path: Path) -> None:
     started = time.monotonic()
-    async with SalesforceEmulator(connect_timeout=1.0, client_expiry=2.0) as emulator:
+    async with (
+        SalesforceEmulator(connect_timeout=1.0, client_expiry=2.0) as emulator,
+        CuttingProxy(emulator.url) as proxy,
+    ):
         emulator.create_channel(CHANNEL)
-        chaos = Chaos(emulator, tmp_path, storage)
+        emulator.create_channel(QUIET)
+        emulator.instance_url = proxy.url
+        chaos = Chaos(emulator, proxy, tmp_path, storage)
         # Event index -> what happens just before that event is published. The events of
         # a burst are published at once instead of at RATE, so that the consumer has a
         # backlog to work through when the kill or the drop that ends the burst comes.
         schedule: dict[int, Callable[[], Awaitable[None]]] = {
             200: chaos.drop,
+            300: chaos.lose,
             600: chaos.kill_consumer,
-            900: chaos.drop,
-            1200: chaos.revoke,
+            750: chaos.lose,
+            900: chaos.cut,
+            1000: chaos.lose,
+            1100: chaos.revoke_into_token_burst,
             1500: chaos.drop,
             1650: chaos.expire,
-            2100: chaos.kill_consumer,
+            1800: chaos.lose,
+            2100: chaos.kill_into_token_burst,
+            2300: chaos.lose,
             2500: chaos.drop,
-            2800: chaos.drop,
+            2650: chaos.lose,
+            2800: chaos.cut,
         }
         bursts = [range(400, 600), range(1900, 2100), range(2400, 2500)]
         await chaos.start_consumer()
@@ -235,6 +291,13 @@ async def test_at_least_once_under_chaos(storage: str, tmp_path: Path) -> None:
                 f"the last event ({last}) was not received",
                 chaos,
             )
+            quiet = emulator.publish(QUIET, {"Name": "quiet"})["data"]["event"]["replayId"]
+            await wait_until(
+                lambda: any(rid == quiet for _, rid in read_output(chaos.output, QUIET)),
+                10,
+                "the event on the quiet channel was not received",
+                chaos,
+            )
             exit_code = await chaos.stop_consumer()
         finally:
             if chaos.process is not None and chaos.process.returncode is None:
@@ -254,10 +317,12 @@ async def test_at_least_once_under_chaos(storage: str, tmp_path: Path) -> None:
     )
     cross_restart = sorted(replay_id for replay_id, pids in seen_by.items() if len(set(pids)) > 1)
     per_pid = collections.Counter(pid for pid, _ in pairs)
+    losses = sum(rule.hits for rule in chaos.losses)
     print(
         f"\nchaos ({storage}): {len(published)} events published in {publish_seconds:.1f} s, "
         f"{len(pairs)} lines written, elapsed {elapsed:.1f} s\n"
-        f"  faults: drops={chaos.drops} kills={chaos.kills} revokes={chaos.revokes} "
+        f"  faults: drops={chaos.drops} cuts={chaos.cuts} lost replies={losses} "
+        f"kills={chaos.kills} revokes={chaos.revokes} token bursts={chaos.token_bursts} "
         f"expiries={chaos.expiries}; consumer processes={chaos.runs}\n"
         f"  lines per process: {[per_pid[pid] for pid in chaos.pids]}\n"
         f"  lost={len(lost)} in-process duplicates={len(in_process)} "
@@ -269,11 +334,51 @@ async def test_at_least_once_under_chaos(storage: str, tmp_path: Path) -> None:
     )
     assert not lost, f"{len(lost)} events lost: {lost[:20]}...\n{chaos.consumer_logs()}"
     assert not in_process, f"duplicates inside one process: {in_process[:20]}"
-    assert chaos.drops == 5 and chaos.kills == 2 and chaos.revokes == 1 and chaos.expiries == 1
+    assert (chaos.drops, chaos.cuts, chaos.kills) == (3, 2, 2)
+    assert (chaos.revokes, chaos.token_bursts, chaos.expiries) == (1, 2, 1)
+    assert losses >= 4, f"only {losses} replies were lost: the faults did not happen"
+    # Every burst was met (two failures each) and followed by a token; the revocation
+    # was recovered from inside the process, before the next kill.
+    assert stats.tokens_issued >= chaos.runs + chaos.revokes
+    assert stats.token_requests >= stats.tokens_issued + 2 * chaos.token_bursts
     assert exit_code == 0, chaos.consumer_logs()
     final_log = chaos.stderr_path(chaos.runs).read_text(errors="replace")
     assert "Traceback" not in final_log, final_log
     assert os.getpid() not in chaos.pids
+
+
+# -- a redirect is never part of the chaos: it ends the run ---------------------------------
+
+
+async def test_redirect_mid_stream_ends_the_run_and_reaches_nothing() -> None:
+    """A redirect cannot be injected into the chaos run: it is definitive by design.
+
+    The consumer's own settings (MANUAL policy, ``connection_timeout=None``) retry every
+    transient failure for ever; a redirect of the Bayeux endpoint must still end the
+    stream with :class:`HTTPRedirectError`, and the redirect target must receive nothing,
+    neither the session cookie nor the access token.
+    """
+    async with (
+        SalesforceEmulator(connect_timeout=1.0, client_expiry=2.0) as emulator,
+        RecordingServer() as target,
+    ):
+        emulator.create_channel(CHANNEL)
+        async with emulator_client(
+            emulator.url,
+            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
+            connection_timeout=None,
+        ) as client:
+            await client.subscribe(CHANNEL)
+            emulator.publish(CHANNEL, {"Name": "before"})
+            message = await asyncio.wait_for(client.receive(), 10)
+            assert message["data"]["sobject"]["Name"] == "before"
+            location = f"{target.url}/cometd/66.0"
+            # The next connect (after the held one, at most 1 s) is redirected.
+            emulator.fail_next("connect", http_status=307, headers={"Location": location})
+            with pytest.raises(HTTPRedirectError) as caught:
+                await asyncio.wait_for(client.receive(), 10)
+        assert (caught.value.status, caught.value.location) == (307, location)
+        assert target.requests == []
 
 
 # -- the minimal reproduction of what the chaos test found --------------------------------
