@@ -15,6 +15,7 @@ from aiosfstream.cometd.exceptions import ServerError, parse_error
 from aiosfstream.cometd.recovery import (
     BAYEUX_TABLE,
     Action,
+    Delay,
     Outcome,
     RecoveryPolicy,
     Rule,
@@ -93,9 +94,13 @@ def is_invalid_replay_error(error: ServerError) -> bool:
 
 _SALESFORCE_ROWS = {
     # Salesforce (API 64.0+) ends sessions on its own when it scales its servers; the
-    # client must then handshake again ("Streaming API client connection" guide).
-    (step, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE)
-    for step in (Step.CONNECT, Step.RESUBSCRIBE, Step.REQUEST)
+    # client must then handshake again ("Streaming API client connection" guide). A
+    # request is sent again in the new session.
+    **{
+        (step, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE)
+        for step in (Step.CONNECT, Step.RESUBSCRIBE, Step.REQUEST)
+    },
+    (Step.HANDSHAKE, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE, Delay.BACKOFF),
 }
 
 #: The Bayeux rules with Salesforce's reading of a server-sent ``/meta/disconnect``.

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from aiosfstream.cometd.advice import Advice
+from aiosfstream.cometd.backoff import Backoff
 from aiosfstream.cometd.exceptions import ServerError
-from aiosfstream.cometd.protocol import Action
+from aiosfstream.cometd.recovery import Action, Outcome, Phase, Situation, Step
+from aiosfstream.exceptions import AuthenticationError
 from aiosfstream.policy import (
-    LIMIT_BACKOFF_SCALE,
-    backoff_scale,
+    SalesforceRecoveryPolicy,
     check_api_version,
     cometd_url,
-    failure_action,
     failure_reason,
     is_invalid_replay_error,
 )
@@ -77,37 +78,57 @@ INVALID_REPLAY = {
 }
 
 
+def classify(reply: dict[str, object]) -> Outcome:
+    return SalesforceRecoveryPolicy().classify_reply(reply, Advice())
+
+
 def test_authentication_invalid_on_connect_means_reauthenticate() -> None:
-    assert failure_action(AUTH_INVALID_ON_CONNECT, Action.FAIL) is Action.REAUTHENTICATE
+    assert classify(AUTH_INVALID_ON_CONNECT) is Outcome.AUTHENTICATION_INVALID
 
 
 def test_handshake_denied_for_401_means_reauthenticate() -> None:
-    assert failure_action(HANDSHAKE_DENIED_401, Action.FAIL) is Action.REAUTHENTICATE
+    assert classify(HANDSHAKE_DENIED_401) is Outcome.AUTHENTICATION_INVALID
 
 
-def test_unknown_client_keeps_the_generic_handshake_decision() -> None:
-    assert failure_action(UNKNOWN_CLIENT, Action.HANDSHAKE) is Action.HANDSHAKE
+@pytest.mark.parametrize("advice", ["handshake", "none", "retry"])
+def test_unknown_client_means_a_new_session_whatever_the_advice(advice: str) -> None:
+    # Salesforce has answered it with "reconnect": "none" (faye issue 492).
+    reply = {**UNKNOWN_CLIENT, "advice": {"reconnect": advice}}
+    assert classify(reply) is Outcome.UNKNOWN_CLIENT
+    situation = Situation(Phase.RUNNING, Step.CONNECT)
+    decision = SalesforceRecoveryPolicy().decide(situation, classify(reply))
+    assert decision.action is Action.HANDSHAKE
 
 
 def test_faye_style_unknown_client_is_not_an_auth_failure() -> None:
     reply = {"channel": "/meta/connect", "successful": False, "error": "401:abc:Unknown client"}
-    assert failure_action(reply, Action.HANDSHAKE) is Action.HANDSHAKE
+    assert classify(reply) is Outcome.UNKNOWN_CLIENT
 
 
 @pytest.mark.parametrize("reply", [CONNECTION_LIMIT, TOO_BUSY_ON_CONNECT])
 def test_limits_are_retried_later_not_fatal(reply: dict[str, object]) -> None:
-    assert failure_action(reply, Action.FAIL) is Action.HANDSHAKE
-    assert backoff_scale(reply) == LIMIT_BACKOFF_SCALE
+    assert classify(reply) is Outcome.OVERLOADED
+    policy = SalesforceRecoveryPolicy(Backoff(initial=1.0, cap=100.0))
+    for step in (Step.HANDSHAKE, Step.CONNECT):
+        longer = policy.decide(Situation(Phase.RUNNING, step, jitter=0.0), Outcome.OVERLOADED)
+        normal = policy.decide(Situation(Phase.RUNNING, step, jitter=0.0), Outcome.RETRY_ADVISED)
+        assert longer.action is not Action.FAIL
+        assert longer.delay == normal.delay * policy.long_backoff_scale
 
 
-def test_limit_on_connect_with_retry_advice_keeps_connecting() -> None:
-    reply = {**TOO_BUSY_ON_CONNECT, "advice": {"reconnect": "retry"}}
-    assert failure_action(reply, Action.CONNECT) is Action.CONNECT
+def test_a_server_disconnect_starts_a_new_session() -> None:
+    policy = SalesforceRecoveryPolicy()
+    for step in (Step.CONNECT, Step.RESUBSCRIBE, Step.REQUEST):
+        situation = Situation(Phase.RUNNING, step)
+        assert policy.decide(situation, Outcome.SERVER_DISCONNECT).action is Action.HANDSHAKE
 
 
-def test_ordinary_errors_back_off_normally() -> None:
-    assert backoff_scale(UNKNOWN_CLIENT) == 1.0
-    assert backoff_scale(None) == 1.0
+def test_token_endpoint_errors_are_read_by_retryability() -> None:
+    policy = SalesforceRecoveryPolicy()
+    transient = AuthenticationError("HTTP 503", status=503, retryable=True)
+    refused = AuthenticationError("refused", status=400, error="invalid_grant")
+    assert policy.classify_error(transient) is Outcome.TOKEN_UNAVAILABLE
+    assert policy.classify_error(refused) is Outcome.TOKEN_REFUSED
 
 
 def test_failure_reason() -> None:

@@ -676,6 +676,8 @@ class Client:
 
     def _outcome_of(self, error: BaseException) -> tuple[Outcome, BaseException]:
         """Classify what a step raised; a refusal is classified by its reply."""
+        if isinstance(error, asyncio.TimeoutError):  # a step bounded by the deadline
+            error = TransportTimeoutError("no answer before the connection_timeout deadline")
         if isinstance(error, ServerError) and error.response is not None:
             return self._policy.classify_reply(
                 error.response, self._protocol.advice

@@ -16,8 +16,8 @@ printed in the documentation.
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +103,9 @@ class Outcome(enum.Enum):
     HTTP_UNAVAILABLE = "HTTP 5xx"
     #: The connection failed or was cut.
     NETWORK_ERROR = "network error"
+    #: The server's TLS certificate failed verification: retrying would not help,
+    #: and would hide a wrong ``ssl`` setting behind a timeout.
+    CERTIFICATE_REFUSED = "certificate refused"
     #: No answer within the request's timeout.
     TIMEOUT = "timeout"
     #: The body is not valid JSON, not a Bayeux payload, or one message spoils it.
@@ -269,10 +272,10 @@ def _bayeux_rows() -> dict[Step, dict[Outcome, Rule]]:
             RETRY_ADVISED=handshake_later,
             HANDSHAKE_ADVISED=handshake_later,
             UNKNOWN_CLIENT=handshake_later,
-            SERVER_DISCONNECT=handshake_later,
             OVERLOADED=Rule(Action.HANDSHAKE, Delay.LONG_BACKOFF),
             AUTHENTICATION_INVALID=reauthenticate,
             HTTP_UNAUTHORIZED=reauthenticate,
+            HTTP_CLIENT_ERROR=handshake_later,
             **lost,
         ),
         Step.RESUBSCRIBE: _row(
@@ -388,10 +391,12 @@ class RecoveryPolicy:
             return Outcome.LOST_REPLY
         if isinstance(error, InvalidMessage):
             return Outcome.MALFORMED
-        if isinstance(error, TransportTimeoutError | asyncio.TimeoutError):
+        if isinstance(error, TransportTimeoutError):
             return Outcome.TIMEOUT
         if isinstance(error, TransportError):
-            return Outcome.NETWORK_ERROR
+            return (
+                Outcome.CERTIFICATE_REFUSED if _certificate_failed(error) else Outcome.NETWORK_ERROR
+            )
         if isinstance(error, ClientError):
             return Outcome.INCOMPATIBLE
         return Outcome.EXTENSION_ERROR
@@ -441,6 +446,15 @@ class RecoveryPolicy:
 
 class LostReply(InvalidMessage):
     """A response that does not carry the reply to the request it answers."""
+
+
+def _certificate_failed(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def _http_outcome(status: int) -> Outcome:

@@ -19,7 +19,8 @@ from aiosfstream.cometd.exceptions import (
     ServerError,
 )
 from aiosfstream.cometd.messages import InvalidMessage, is_event, validate_payload
-from aiosfstream.cometd.protocol import Action, BayeuxProtocol, Incoming, State
+from aiosfstream.cometd.protocol import BayeuxProtocol, Incoming, State
+from aiosfstream.cometd.recovery import Action, Phase, RecoveryPolicy, Situation, Step
 from aiosfstream.typing import Message
 from tests.cometd import samples
 
@@ -33,6 +34,13 @@ def handshake_reply(
 ) -> Message:
     """The real Salesforce handshake reply, answering *request*."""
     return samples.load(sample, id=request["id"], **fields)
+
+
+def decide(protocol: BayeuxProtocol, reply: Message, step: Step = Step.CONNECT) -> Action:
+    """What the generic recovery table does after *reply*, with the session's advice."""
+    policy = RecoveryPolicy()
+    outcome = policy.classify_reply(reply, protocol.advice)
+    return policy.decide(Situation(Phase.RUNNING, step), outcome).action
 
 
 def connected(types: Sequence[ConnectionType] = (LP,), **fields: Any) -> BayeuxProtocol:
@@ -440,9 +448,10 @@ def test_handshake_reply_without_a_client_id(client_id: object) -> None:
     reply = samples.load(samples.HANDSHAKE_SUCCESS, drop=("clientId",))
     if client_id != "absent":
         reply["clientId"] = client_id
-    with pytest.raises(ServerError, match="no clientId") as info:
+    # A successful reply that cannot be used is malformed, not a refusal: the recovery
+    # table retries it rather than reading its "successful" as success.
+    with pytest.raises(InvalidMessage, match="no clientId"):
         protocol.handle_handshake(reply)
-    assert info.value.response is reply
     assert protocol.state is State.UNCONNECTED
     assert protocol.client_id is None
 
@@ -720,13 +729,14 @@ def test_subscriptions_survive_a_new_handshake_in_order() -> None:
     protocol = connected()
     for channel in ("/topic/a", "/topic/b"):
         protocol.handle_subscribe(samples.load(samples.SUBSCRIBE_SUCCESS), channel)
-    assert protocol.failure_action(samples.load(samples.UNKNOWN_CLIENT_403)) is Action.HANDSHAKE
+    assert decide(protocol, samples.load(samples.UNKNOWN_CLIENT_403)) is Action.HANDSHAKE
+    protocol.session_lost()
     request = protocol.handshake()
     protocol.handle_handshake(handshake_reply(request, clientId="new"))
     assert protocol.subscription_order == ["/topic/a", "/topic/b"]
 
 
-# -- connect_action / failure_action -------------------------------------------------------
+# -- what the recovery table makes of real replies -------------------------------------
 
 
 @pytest.mark.parametrize("sample", [samples.FIRST_CONNECT, samples.IDLE_CONNECT])
@@ -735,7 +745,7 @@ def test_a_successful_connect_continues(sample: str) -> None:
     request = protocol.connect()
     reply = samples.load(sample, id=request["id"])
     incoming = protocol.sort([reply], [request])
-    assert protocol.connect_action(incoming.replies[request["id"]]) is Action.CONNECT
+    assert decide(protocol, incoming.replies[request["id"]]) is Action.CONNECT
     assert protocol.state is State.CONNECTED
 
 
@@ -841,33 +851,28 @@ def test_connect_failures(
         reply["id"] = request["id"]
     incoming = protocol.sort(validate_payload([reply]), [request])
     assert incoming.replies == {request["id"]: reply}
-    assert protocol.connect_action(reply) is action
-    expected_state = State.UNCONNECTED if action is Action.HANDSHAKE else State.CONNECTED
-    assert protocol.state is expected_state
+    assert decide(protocol, reply) is action
+    assert protocol.state is State.CONNECTED  # deciding changes nothing
 
 
 @pytest.mark.parametrize(("sample", "fields", "drop", "action"), CONNECT_FAILURES)
-def test_failure_action_decides_from_the_reply_alone(
+def test_the_decision_needs_the_reply_alone(
     sample: str, fields: dict[str, Any], drop: tuple[str, ...], action: Action
 ) -> None:
     """Without ``sort`` first: the reply's own advice is enough."""
     protocol = connected()
-    assert protocol.failure_action(samples.load(sample, drop=drop, **fields)) is action
+    assert decide(protocol, samples.load(sample, drop=drop, **fields)) is action
 
 
 def test_the_documented_unknown_client_without_channel_means_handshake() -> None:
     protocol = connected()
     reply = samples.load(samples.UNKNOWN_CLIENT_403_DOC)
-    assert protocol.failure_action(reply) is Action.HANDSHAKE
-    assert protocol.connect_action(samples.load(samples.UNKNOWN_CLIENT_403_DOC)) is (
-        Action.HANDSHAKE
-    )
-    assert protocol.state is State.UNCONNECTED
+    assert decide(protocol, reply) is Action.HANDSHAKE
 
 
-def test_failure_action_does_not_store_the_reply_advice() -> None:
+def test_deciding_does_not_store_the_reply_advice() -> None:
     protocol = connected()
-    protocol.failure_action(samples.load(samples.CONNECT_AUTH_INVALID))
+    decide(protocol, samples.load(samples.CONNECT_AUTH_INVALID))
     assert protocol.advice == Advice()
 
 
@@ -875,13 +880,13 @@ def test_stored_advice_applies_to_a_reply_without_advice() -> None:
     protocol = connected()
     protocol.sort([{"channel": "/topic/x", "data": {}, "advice": {"reconnect": "handshake"}}], ())
     reply = samples.load(samples.IDLE_CONNECT, successful=False, error="500::x")
-    assert protocol.failure_action(reply) is Action.HANDSHAKE
+    assert decide(protocol, reply) is Action.HANDSHAKE
 
 
 def test_unknown_client_after_a_server_disconnect() -> None:
     protocol = connected()
     protocol.session_lost()
-    assert protocol.failure_action(samples.load(samples.UNKNOWN_CLIENT_403)) is Action.HANDSHAKE
+    assert decide(protocol, samples.load(samples.UNKNOWN_CLIENT_403)) is Action.HANDSHAKE
     assert protocol.state is State.UNCONNECTED
 
 
@@ -914,7 +919,8 @@ def test_handshake_failures(sample: str, fields: dict[str, Any], action: Action)
     connect = protocol.connect()
     lost = samples.load(samples.UNKNOWN_CLIENT_403, id=connect["id"])
     protocol.sort([lost], [connect])
-    assert protocol.connect_action(lost) is Action.HANDSHAKE
+    assert decide(protocol, lost) is Action.HANDSHAKE
+    protocol.session_lost()
     request = protocol.handshake()
     reply = samples.load(sample, **fields)
     reply["id"] = request["id"]
@@ -922,7 +928,7 @@ def test_handshake_failures(sample: str, fields: dict[str, Any], action: Action)
     with pytest.raises(ServerError) as info:
         protocol.handle_handshake(incoming.replies[request["id"]])
     assert info.value.response is reply
-    assert protocol.failure_action(reply) is action
+    assert decide(protocol, reply, Step.HANDSHAKE) is action
     assert protocol.state is State.UNCONNECTED
 
 
@@ -932,7 +938,7 @@ def test_a_handshake_failure_without_advice_from_a_fresh_client() -> None:
     reply = samples.load(FAILED_HANDSHAKE)
     with pytest.raises(ServerError):
         protocol.handle_handshake(reply)
-    assert protocol.failure_action(reply) is Action.HANDSHAKE
+    assert decide(protocol, reply, Step.HANDSHAKE) is Action.HANDSHAKE
 
 
 # -- stale advice --------------------------------------------------------------------------
@@ -952,7 +958,8 @@ def test_stale_advice_is_reset_by_a_new_handshake() -> None:
     )
     protocol.sort([lost], [connect])
     assert protocol.advice.reconnect is Reconnect.HANDSHAKE
-    assert protocol.connect_action(lost) is Action.HANDSHAKE
+    assert decide(protocol, lost) is Action.HANDSHAKE
+    protocol.session_lost()
     request = protocol.handshake()
     # The handshake reply repeats the old session's "handshake" advice (cometd/cometd#2057).
     reply = handshake_reply(request, advice={"reconnect": "handshake", "interval": 500})
@@ -962,7 +969,7 @@ def test_stale_advice_is_reset_by_a_new_handshake() -> None:
     # A plain connect failure in the new session is retried, not a new handshake.
     connect = protocol.connect()
     failure = samples.load(samples.IDLE_CONNECT, id=connect["id"], successful=False, error="5::x")
-    assert protocol.connect_action(failure) is Action.CONNECT
+    assert decide(protocol, failure) is Action.CONNECT
     assert protocol.state is State.CONNECTED
 
 
@@ -972,7 +979,7 @@ def test_advice_none_from_the_old_session_does_not_end_the_new_one() -> None:
     assert advice_of(protocol).reconnect is Reconnect.NONE
     protocol.handle_handshake(handshake_reply(protocol.handshake()))
     assert advice_of(protocol).reconnect is Reconnect.RETRY
-    assert protocol.failure_action(samples.load(samples.IDLE_CONNECT, successful=False)) is (
+    assert decide(protocol, samples.load(samples.IDLE_CONNECT, successful=False)) is (
         Action.CONNECT
     )
 
