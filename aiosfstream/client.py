@@ -193,7 +193,7 @@ class Client(cometd_client.Client):
             twin = twin_of(error)
             if twin is None:
                 raise
-            raise twin from error
+            raise twin from twin.__cause__
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
             channel: str = message["channel"]
             previous = self._handed.get(channel)

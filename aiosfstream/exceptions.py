@@ -151,12 +151,23 @@ _TWINS: tuple[tuple[type[cometd_errors.CometdException], type[AiosfstreamExcepti
 
 
 def twin_of(error: cometd_errors.CometdException) -> AiosfstreamException | None:
-    """Return *error* as its aiosfstream twin, carrying the same attributes."""
+    """Return *error* as its aiosfstream twin, built through its constructor.
+
+    The twin's causes are twins too, so that ``except`` clauses and ``isinstance``
+    checks on the chain see aiosfstream's classes all the way down; the twin keeps
+    the original traceback.
+    """
     if isinstance(error, AiosfstreamException):
         return error
     for cometd_class, twin_class in _TWINS:
         if isinstance(error, cometd_class):
-            return twin_class(*error._constructor_args())
+            twin = twin_class(*error._constructor_args())
+            cause = error.__cause__
+            if isinstance(cause, cometd_errors.CometdException):
+                cause = twin_of(cause) or cause
+            twin.__cause__ = cause
+            twin.__suppress_context__ = error.__suppress_context__
+            return twin.with_traceback(error.__traceback__)
     return None
 
 
@@ -171,4 +182,4 @@ def translate_errors() -> Iterator[None]:
         twin = twin_of(error)
         if twin is None:
             raise
-        raise twin from error
+        raise twin from twin.__cause__

@@ -687,7 +687,8 @@ class Client:
     async def _perform(self, step: Step, remaining: float | None) -> None:
         """Do one step; raise what went wrong."""
         if step is Step.AUTHENTICATE:
-            await asyncio.wait_for(self._authenticate(), remaining)
+            limit = None if remaining is None else self._bounded(remaining, remaining)
+            await asyncio.wait_for(self._authenticate(), limit)
         elif step is Step.HANDSHAKE:
             assert self._interrupted is not None
             self._interrupted.clear()
