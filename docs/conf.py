@@ -260,7 +260,7 @@ class BayeuxTransitions(Directive):
         return [table]
 
     @staticmethod
-    def _row(cells: tuple[str, str, str], *, literal: bool = False) -> nodes.row:
+    def _row(cells: tuple[str, ...], *, literal: bool = False) -> nodes.row:
         row = nodes.row()
         for text in cells:
             entry = nodes.entry()
@@ -271,7 +271,42 @@ class BayeuxTransitions(Directive):
         return row
 
 
+class RecoveryTable(Directive):
+    """Render a recovery decision table: one row per outcome, one column per step.
+
+    The argument names the table (``salesforce`` or ``bayeux``) and the phase
+    (``running`` or ``opening``); like the state table, it is read from the code.
+    """
+
+    required_arguments = 2
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from aiosfstream.cometd.recovery import BAYEUX_TABLE, Outcome, Phase, Step
+        from aiosfstream.policy import SALESFORCE_TABLE
+
+        tables = {"salesforce": SALESFORCE_TABLE, "bayeux": BAYEUX_TABLE}
+        table_rules = tables[self.arguments[0]]
+        phase = Phase(self.arguments[1])
+        steps = list(Step)
+        table = nodes.table(classes=["recovery-table"])
+        group = nodes.tgroup(cols=len(steps) + 1)
+        table += group
+        for _ in range(len(steps) + 1):
+            group += nodes.colspec(colwidth=1)
+        head = nodes.thead()
+        group += head
+        head += BayeuxTransitions._row(("outcome", *(step.value for step in steps)))
+        body = nodes.tbody()
+        group += body
+        for outcome in Outcome:
+            cells = [str(table_rules[phase, step, outcome]) for step in steps]
+            body += BayeuxTransitions._row((outcome.value, *cells), literal=True)
+        return [table]
+
+
 def setup(app: Any) -> dict[str, Any]:
     app.add_directive("bayeux-transitions", BayeuxTransitions)
+    app.add_directive("recovery-table", RecoveryTable)
     app.connect("missing-reference", _resolve_reexport)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
