@@ -7,52 +7,115 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from ssl import SSLContext
 from types import TracebackType
 
 import aiohttp
 
+from aiosfstream.cometd.constants import DEFAULT_MAX_RESPONSE_BYTES
 from aiosfstream.cometd.exceptions import (
+    HTTPRedirectError,
+    HTTPStatusError,
     TransportConnectionClosed,
     TransportError,
+    TransportTimeoutError,
+    shorten,
 )
 from aiosfstream.cometd.messages import InvalidMessage
 from aiosfstream.typing import Headers, JsonDumper, JsonLoader, Payload
 
-__all__ = ["Transport", "UnsolicitedHandler", "translate_transport_errors"]
+__all__ = [
+    "SSLOption",
+    "Transport",
+    "UnsolicitedHandler",
+    "check_max_response_bytes",
+    "redirect_error",
+    "translate_transport_errors",
+]
 
 #: Called with messages that arrive without a request waiting for them (websocket).
 UnsolicitedHandler = Callable[[Payload], Awaitable[None]]
+#: What aiohttp accepts as ``ssl``; ``None`` means "verify certificates".
+SSLOption = SSLContext | bool | aiohttp.Fingerprint | None
+
+
+def redirect_error(what: str, status: int, location: str | None) -> HTTPRedirectError:
+    """The error for a redirect, which a transport never follows."""
+    target = f"to {shorten(location)}" if location else "without a Location"
+    return HTTPRedirectError(
+        f"{what}: the server redirected with HTTP {status} {target}; "
+        "redirects are not followed on the Bayeux endpoint",
+        status,
+        location,
+    )
+
+
+def _status_error(what: str, status: int, detail: str, location: str | None) -> TransportError:
+    if 300 <= status < 400:
+        return redirect_error(what, status, location)
+    if status >= 400:
+        return HTTPStatusError(f"{what} failed with HTTP {status} ({shorten(detail)})", status)
+    return TransportError(f"{what}: unexpected HTTP {status} ({shorten(detail)})")
 
 
 @contextmanager
-def translate_transport_errors(what: str) -> Iterator[None]:
-    """Turn aiohttp, timeout and JSON errors into :class:`TransportError` subclasses."""
+def translate_transport_errors(what: str, timeout: float | None = None) -> Iterator[None]:
+    """Turn aiohttp, timeout and JSON errors into :class:`TransportError` subclasses.
+
+    :param what: names the operation in the message, e.g. ``"/meta/connect request to URL"``
+    :param timeout: the limit the operation had, quoted when it times out
+    """
     try:
         yield
     except TransportError:
         raise
     except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
-        raise TransportError(f"{what}: no answer in time") from error
-    except aiohttp.ServerDisconnectedError as error:
+        after = "in time" if timeout is None else f"within {timeout:g} s"
+        raise TransportTimeoutError(f"{what}: no answer {after}") from error
+    except (aiohttp.ServerDisconnectedError, ConnectionResetError) as error:
         raise TransportConnectionClosed(f"{what}: the server closed the connection") from error
+    except aiohttp.ClientResponseError as error:
+        # A websocket upgrade that was refused, or a session with raise_for_status.
+        location = error.headers.get("Location") if error.headers is not None else None
+        raise _status_error(what, error.status, error.message, location) from error
     except aiohttp.ClientError as error:
-        raise TransportError(f"{what}: {type(error).__name__}: {error}") from error
+        # aiohttp's text may quote the server (a malformed header, say): cut it short.
+        raise TransportError(f"{what}: {type(error).__name__}: {shorten(str(error))}") from error
     except RecursionError as error:
         raise InvalidMessage(f"{what}: the response is nested too deeply to decode") from error
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InvalidMessage(f"{what}: the response is not valid JSON ({error})") from error
+        raise InvalidMessage(
+            f"{what}: the response is not valid JSON ({shorten(str(error))})"
+        ) from error
     except ValueError as error:
         # Alternative JSON libraries (orjson, ...) raise ValueError subclasses.
-        raise InvalidMessage(f"{what}: the response could not be decoded ({error})") from error
+        raise InvalidMessage(
+            f"{what}: the response could not be decoded ({shorten(str(error))})"
+        ) from error
+
+
+def check_max_response_bytes(value: object) -> int:
+    """Return *value* if it is a usable response size limit, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"max_response_bytes must be an int, not {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"max_response_bytes must be positive, got {value!r}")
+    return value
 
 
 class Transport(ABC):
     """Moves Bayeux messages to the server and back; knows nothing of the protocol.
 
+    Redirects are never followed: they raise :class:`HTTPRedirectError`.
+
     :param url: the Bayeux endpoint
     :param session: the HTTP session shared by every request of one client
     :param json_dumps: JSON encoder
     :param json_loads: JSON decoder
+    :param ssl: aiohttp's ``ssl`` option; ``None`` verifies certificates
+    :param proxy: URL of an HTTP proxy
+    :param max_response_bytes: the largest response body (long polling) or frame
+        (websocket) accepted; a larger one raises :class:`ResponseTooLargeError`
     """
 
     def __init__(
@@ -62,14 +125,16 @@ class Transport(ABC):
         *,
         json_dumps: JsonDumper,
         json_loads: JsonLoader,
-        ssl: object = None,
+        ssl: SSLOption = None,
         proxy: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.url = url
+        self.max_response_bytes = check_max_response_bytes(max_response_bytes)
         self._session = session
         self._dumps = json_dumps
         self._loads = json_loads
-        self._ssl = ssl
+        self._ssl: SSLContext | bool | aiohttp.Fingerprint = True if ssl is None else ssl
         self._proxy = proxy
         self.unsolicited: UnsolicitedHandler | None = None
 
