@@ -16,13 +16,14 @@ import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
 
 from tests.helpers import require_tool
+from tests.interop.support import TcpProxy
 
 INTEROP_DIR = Path(__file__).resolve().parent
 SERVERS_DIR = INTEROP_DIR / "servers"
@@ -228,3 +229,14 @@ def faye_server(tmp_path: Path) -> Iterator[NodeServer]:
 def cometd_server(tmp_path: Path) -> Iterator[NodeServer]:
     """A running cometd-nodejs-server (long polling only) at ``/cometd``."""
     yield from _node_server(tmp_path, "cometd_server.js", "/cometd", "cometd-nodejs-server")
+
+
+@pytest.fixture
+async def faye_proxy(faye_server: NodeServer) -> AsyncIterator[TcpProxy]:
+    """A relay in front of :func:`faye_server` that can drop every connection at once."""
+    proxy = TcpProxy(faye_server.port or 0)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.aclose()

@@ -153,3 +153,84 @@ async def check_prefetch_is_bounded(
 
         assert received == list(range(total))
         assert max(observed) <= limit, f"pending_count went up to {max(observed)}"
+
+
+class TcpProxy:
+    """A loopback TCP relay in front of a server, which can cut every connection at once.
+
+    Dropping the client's sockets this way leaves the server running with its sessions,
+    unlike a restart: the client must reconnect, not shake hands again.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        #: Connections accepted so far.
+        self.accepted = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._pumps: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the proxy is not started"
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    def url(self, target_url: str) -> str:
+        """*target_url* (on the target's port) as seen through the proxy."""
+        return target_url.replace(f":{self.target_port}/", f":{self.port}/", 1)
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+
+    def drop(self) -> None:
+        """Cut every open connection, as a network failure would (no FIN, a reset)."""
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        self.drop()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(
+                "127.0.0.1", self.target_port
+            )
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = (writer, upstream_writer)
+        self._writers.update(pair)
+        pumps = [
+            asyncio.create_task(self._pump(reader, upstream_writer, pair)),
+            asyncio.create_task(self._pump(upstream_reader, writer, pair)),
+        ]
+        self._pumps.update(pumps)
+        try:
+            await asyncio.gather(*pumps, return_exceptions=True)
+        finally:
+            self._pumps.difference_update(pumps)
+            self._writers.difference_update(pair)
+
+    @staticmethod
+    async def _pump(
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter],
+    ) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            # One side is gone: so is the other, at once.
+            for writer in pair:
+                writer.transport.abort()

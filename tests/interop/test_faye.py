@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
+import json
 import time
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
 from aiosfstream.cometd import Client, ConnectionType
 from aiosfstream.cometd.exceptions import (
     ClientInvalidOperation,
+    ResponseTooLargeError,
     ServerError,
     TransportTimeoutError,
 )
+from aiosfstream.cometd.transports import WebSocketTransport
 from tests.interop.support import (
     Recorder,
     assert_nothing_received,
@@ -27,7 +32,9 @@ from tests.interop.support import (
 )
 
 if TYPE_CHECKING:
+    from aiosfstream.typing import Message, Payload
     from tests.interop.conftest import NodeServer
+    from tests.interop.support import TcpProxy
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -370,3 +377,130 @@ async def test_max_pending_count_bounds_prefetch(
     faye_server: NodeServer, connection_type: ConnectionType
 ) -> None:
     await check_prefetch_is_bounded(faye_server.url, connection_type, limit=3, total=15)
+
+
+async def test_reconnects_after_the_connection_is_dropped(
+    faye_server: NodeServer, faye_proxy: TcpProxy, connection_type: ConnectionType
+) -> None:
+    recorder = Recorder()
+    async with (
+        opened(faye_proxy.url(faye_server.url), connection_type, extensions=[recorder]) as client,
+        opened(faye_server.url, connection_type) as publisher,
+    ):
+        await client.subscribe("/dropped")
+        await publisher.publish("/dropped", {"n": 0})
+        assert (await receive(client))["data"] == {"n": 0}
+        await asyncio.sleep(0.2)  # let the client settle in its next /meta/connect
+        accepted = faye_proxy.accepted
+
+        faye_proxy.drop()
+        message = await publish_until_received(publisher, client, "/dropped")
+        assert message["channel"] == "/dropped"
+        assert faye_proxy.accepted > accepted
+        assert client.subscriptions == {"/dropped"}
+        assert not client.closed
+
+    # Faye still knew the session: the client went on polling with the same id.
+    (handshake,) = recorder.received_on("/meta/handshake")
+    connects = recorder.sent_on("/meta/connect")
+    assert {connect["clientId"] for connect in connects} == {handshake["clientId"]}
+
+
+async def test_many_messages_arrive_complete_and_in_order(
+    faye_server: NodeServer, connection_type: ConnectionType
+) -> None:
+    total = 300
+    async with (
+        opened(faye_server.url, connection_type) as subscriber,
+        opened(faye_server.url, connection_type) as publisher,
+    ):
+        await subscriber.subscribe("/many")
+
+        async def consume() -> list[int]:
+            return [(await receive(subscriber))["data"]["n"] for _ in range(total)]
+
+        consumer = asyncio.create_task(consume())
+        for n in range(total):
+            await publisher.publish("/many", {"n": n, "text": "x" * 200})
+        assert await asyncio.wait_for(consumer, 30) == list(range(total))
+        await assert_nothing_received(subscriber)
+
+
+async def test_websocket_keeps_one_socket_for_the_session(
+    faye_server: NodeServer, faye_proxy: TcpProxy
+) -> None:
+    recorder = Recorder()
+    url = faye_proxy.url(faye_server.url)
+    async with opened(url, ConnectionType.WEBSOCKET, extensions=[recorder]) as client:
+        await client.subscribe("/echo")
+        for n in range(20):
+            await client.publish("/echo", {"n": n})
+            assert (await receive(client))["data"] == {"n": n}
+        # The handshake's HTTP connection and the websocket: nothing opened per request.
+        assert faye_proxy.accepted <= 2
+    connects = recorder.sent_on("/meta/connect")
+    assert connects
+    assert {connect["connectionType"] for connect in connects} == {"websocket"}
+
+
+async def test_websocket_transport_against_faye(faye_server: NodeServer) -> None:
+    """The transport alone speaks Bayeux to Faye, and survives a frame over its limit."""
+    limit = 10_000
+    events: list[Message] = []
+
+    async def on_events(payload: Payload) -> None:
+        events.extend(payload)
+
+    ids = itertools.count()
+
+    def message(channel: str, **fields: Any) -> Message:
+        return {"channel": channel, "id": str(next(ids)), **fields}
+
+    async with (
+        aiohttp.ClientSession() as session,
+        WebSocketTransport(
+            faye_server.url,
+            session,
+            json_dumps=json.dumps,
+            json_loads=json.loads,
+            max_response_bytes=limit,
+        ) as transport,
+        opened(faye_server.url, ConnectionType.LONG_POLLING) as publisher,
+    ):
+        transport.unsolicited = on_events
+        (reply,) = await transport.send(
+            [message("/meta/handshake", version="1.0", supportedConnectionTypes=["websocket"])],
+            {},
+            timeout=5,
+        )
+        assert reply["successful"] is True
+        client_id = reply["clientId"]
+
+        def connect() -> Message:
+            return message("/meta/connect", clientId=client_id, connectionType="websocket")
+
+        (reply,) = await transport.send(
+            [message("/meta/subscribe", clientId=client_id, subscription="/big")], {}, timeout=5
+        )
+        assert reply["successful"] is True
+        (reply,) = await transport.send([connect()], {}, timeout=5)  # Faye answers the first
+        assert reply["successful"] is True
+
+        held = asyncio.create_task(transport.send([connect()], {}, timeout=10))
+        await publisher.publish("/big", {"small": True})
+        await asyncio.sleep(0.3)
+        assert [event["data"] for event in events] == [{"small": True}]
+
+        await publisher.publish("/big", {"pad": "p" * (2 * limit)})
+        with pytest.raises(ResponseTooLargeError) as caught:
+            await asyncio.wait_for(held, 5)
+        assert caught.value.limit == limit
+
+        # A new socket, the same session.
+        held = asyncio.create_task(transport.send([connect()], {}, timeout=10))
+        await asyncio.sleep(0.3)
+        await publisher.publish("/big", {"after": True})
+        (reply,) = await asyncio.wait_for(held, 5)
+        assert reply["successful"] is True
+        await asyncio.sleep(0.3)
+        assert [event["data"] for event in events] == [{"small": True}, {"after": True}]
