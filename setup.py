@@ -31,7 +31,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["aiosfstream", "aiosfstream.*"]),
     package_data={"aiosfstream": ["py.typed"]},
-    install_requires=["aiohttp>=3.9", "python-dateutil>=2.8"],
+    install_requires=["aiohttp>=3.11", "python-dateutil>=2.8"],
     extras_require={
         "jwt": ["PyJWT[crypto]>=2.8"],
         "redis": ["redis>=5.0.1"],
