@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 #: With the AUTOMATIC policy, the most messages handed over between two marker stores
 #: while more messages wait in the prefetch queue.
 AUTOMATIC_STORE_INTERVAL = 100
+
+#: Seconds the fallback subscription gets at least, when the refused one took long.
+FALLBACK_MIN_TIMEOUT = 1.0
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -268,6 +272,7 @@ class Client(cometd_client.Client):
         received = self._received_ids.get(channel)
         if ext is None and received is not None:
             ext = {"replay": {channel: received}}
+        started = asyncio.get_running_loop().time()
         try:
             sent = await super()._subscribe_request(channel, timeout=timeout, ext=ext)
         except CometdServerError as error:
@@ -281,7 +286,11 @@ class Client(cometd_client.Client):
             )
             self._received_ids.pop(channel, None)
             fallback = {"replay": {channel: int(self.replay_fallback)}}
-            sent = await super()._subscribe_request(channel, timeout=timeout, ext=fallback)
+            # Both requests share the time given to one.
+            left = timeout - (asyncio.get_running_loop().time() - started)
+            sent = await super()._subscribe_request(
+                channel, timeout=max(left, FALLBACK_MIN_TIMEOUT), ext=fallback
+            )
         ext_sent = sent.get("ext")
         replay = ext_sent.get("replay") if isinstance(ext_sent, dict) else None
         start = replay.get(channel) if isinstance(replay, dict) else None

@@ -98,8 +98,9 @@ _SALESFORCE_ROWS = {
     # request is sent again in the new session.
     **{
         (step, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE)
-        for step in (Step.CONNECT, Step.RESUBSCRIBE, Step.REQUEST)
+        for step in (Step.CONNECT, Step.RESUBSCRIBE)
     },
+    (Step.REQUEST, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE, Delay.INTERVAL_THEN_BACKOFF),
     (Step.HANDSHAKE, Outcome.SERVER_DISCONNECT): Rule(Action.HANDSHAKE, Delay.BACKOFF),
 }
 

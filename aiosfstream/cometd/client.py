@@ -294,7 +294,9 @@ class Client:
         ``connection_timeout``).
         """
         check_channel(channel)
-        await self._request(lambda timeout: self._subscribe_request(channel, timeout=timeout))
+        await self._request(
+            lambda timeout: self._subscribe_request(channel, timeout=timeout), idempotent=True
+        )
 
     async def unsubscribe(self, channel: str) -> None:
         """Unsubscribe from *channel*."""
@@ -304,7 +306,7 @@ class Client:
             reply = await self._exchange(self._protocol.unsubscribe(channel), timeout)
             self._protocol.handle_unsubscribe(reply, channel)
 
-        await self._request(send)
+        await self._request(send, idempotent=True)
 
     async def publish(self, channel: str, data: Any) -> Message:
         """Publish *data* to *channel* and return the server's reply."""
@@ -316,7 +318,7 @@ class Client:
                 raise ServerError(f"Publish request to {channel} failed", reply)
             return reply
 
-        return await self._request(send)
+        return await self._request(send, idempotent=False)
 
     async def receive(self) -> Message:
         """Return the next message, waiting for one if needed.
@@ -386,12 +388,14 @@ class Client:
         return error
 
     # -- internals -------------------------------------------------------------------
-    async def _request(self, send: Callable[[float], Awaitable[_T]]) -> _T:
+    async def _request(self, send: Callable[[float], Awaitable[_T]], *, idempotent: bool) -> _T:
         """Run a user's request by the table's REQUEST rules.
 
         Waits for a usable session, then sends; a request that meets a session that
         is certainly gone is sent again in the next one, all within
-        ``connection_timeout``.
+        ``connection_timeout``. An *idempotent* one (subscribe, unsubscribe) that was
+        answered by a session replaced meanwhile is sent again too: the new session
+        may not know of it.
         """
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -402,9 +406,14 @@ class Client:
             remaining = self._remaining(started)
             session = self._protocol.client_id
             try:
-                return await send(self._bounded(REQUEST_TIMEOUT, remaining))
+                result = await send(self._bounded(REQUEST_TIMEOUT, remaining))
             except (CometdException, asyncio.TimeoutError) as error:
                 outcome, failure = self._outcome_of(error)
+            else:
+                if not idempotent or self._protocol.client_id == session:
+                    return result
+                logger.info("the session changed while a request was answered; sending it again")
+                continue
             situation = Situation(
                 Phase.RUNNING,
                 Step.REQUEST,
@@ -464,6 +473,8 @@ class Client:
             waiters[0].cancel()
         if self._queue.failure is not None:
             raise self._queue.failure
+        if self._lifecycle is not Lifecycle.OPEN:
+            raise ClientInvalidOperation(f"the client is {self._lifecycle.value}")
         if not done:
             raise TransportTimeoutError(
                 f"the session was not re-established within {self.connection_timeout:g} s"
@@ -582,11 +593,12 @@ class Client:
         # first failure of an outage.
         outage: float | None = loop.time() if phase is Phase.OPENING else None
         attempt, reauthenticated = 0, False
+        refused = False  # the server refused the credentials in this outage
         while True:
             if action is Action.CONNECT:
                 if phase is Phase.OPENING:
                     return
-                await self._queue.wait_for_room()
+                await self._wait_for_room()
             step = _STEP_OF[action]
             remaining = None if outage is None else self._remaining(outage)
             outcome, failure, retry_after = await self._attempt(step, remaining)
@@ -610,8 +622,8 @@ class Client:
             )
             if outcome is Outcome.SUCCESS:
                 if step is Step.CONNECT:
-                    outage, attempt, reauthenticated = None, 0, False
-                elif step is Step.AUTHENTICATE and action is Action.REAUTHENTICATE:
+                    outage, attempt, reauthenticated, refused = None, 0, False, False
+                elif step is Step.AUTHENTICATE and refused:
                     reauthenticated = True
             else:
                 attempt += 1
@@ -622,9 +634,24 @@ class Client:
                     failure,
                     decision.action.value,
                 )
+            refused = refused or decision.action is Action.REAUTHENTICATE
             action = self._execute(decision, failure)
             if decision.delay > 0:
                 await asyncio.sleep(decision.delay)
+
+    async def _wait_for_room(self) -> None:
+        """Wait until the consumer made room, or the session is known to be gone (a
+        request waiting for a new session must not wait for the consumer)."""
+        assert self._queue is not None and self._interrupted is not None
+        if not self._queue.full():
+            return
+        room = asyncio.ensure_future(self._queue.wait_for_room())
+        interrupted = asyncio.ensure_future(self._interrupted.wait())
+        try:
+            await asyncio.wait((room, interrupted), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            room.cancel()
+            interrupted.cancel()
 
     def _execute(self, decision: Decision, failure: BaseException | None) -> Action:
         """Carry out the bookkeeping of *decision*; return the step to take next."""
@@ -670,8 +697,11 @@ class Client:
             return outcome, failure, getattr(error, "retry_after", None)
         if self._interrupted.is_set():
             self._interrupted.clear()
-            outcome, failure = self._interruption
-            return outcome, failure, None
+            if step in (Step.RESUBSCRIBE, Step.CONNECT):
+                # The session this step ran in is over. Before a handshake there is
+                # no session to lose: the news is old.
+                outcome, failure = self._interruption
+                return outcome, failure, None
         return Outcome.SUCCESS, None, None
 
     def _outcome_of(self, error: BaseException) -> tuple[Outcome, BaseException]:
@@ -719,8 +749,9 @@ class Client:
             interrupted.cancel()
             if not poll.done():
                 poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError, CometdException):
-                    await poll
+                # asyncio.wait, unlike awaiting the poll, cannot mistake the poll's
+                # cancellation for ours: close() still stops this task.
+                await asyncio.wait((poll,))
         if poll.cancelled():
             return
         reply = poll.result()

@@ -259,6 +259,7 @@ def _bayeux_rows() -> dict[Step, dict[Outcome, Rule]]:
     reauthenticate = Rule(Action.REAUTHENTICATE)
     handshake_later = Rule(Action.HANDSHAKE, _BACKOFF)
     lost = {outcome.name: handshake_later for outcome in _LOST}
+    new_session = Rule(Action.HANDSHAKE, Delay.INTERVAL_THEN_BACKOFF)
     return {
         Step.AUTHENTICATE: _row(
             fail,  # a reply outcome cannot come from this step; refusals are final
@@ -283,8 +284,8 @@ def _bayeux_rows() -> dict[Step, dict[Outcome, Rule]]:
             SUCCESS=Rule(Action.RESUBSCRIBE),
             RETRY_ADVISED=Rule(Action.REPORT),
             NONE_ADVISED=Rule(Action.REPORT),
-            HANDSHAKE_ADVISED=Rule(Action.HANDSHAKE, Delay.INTERVAL_THEN_BACKOFF),
-            UNKNOWN_CLIENT=Rule(Action.HANDSHAKE, Delay.INTERVAL_THEN_BACKOFF),
+            HANDSHAKE_ADVISED=new_session,
+            UNKNOWN_CLIENT=new_session,
             OVERLOADED=Rule(Action.HANDSHAKE, Delay.LONG_BACKOFF),
             AUTHENTICATION_INVALID=reauthenticate,
             HTTP_UNAUTHORIZED=reauthenticate,
@@ -295,8 +296,8 @@ def _bayeux_rows() -> dict[Step, dict[Outcome, Rule]]:
             fail,
             SUCCESS=Rule(Action.CONNECT, Delay.INTERVAL),
             RETRY_ADVISED=Rule(Action.CONNECT, _BACKOFF),
-            HANDSHAKE_ADVISED=Rule(Action.HANDSHAKE, Delay.INTERVAL_THEN_BACKOFF),
-            UNKNOWN_CLIENT=Rule(Action.HANDSHAKE, Delay.INTERVAL_THEN_BACKOFF),
+            HANDSHAKE_ADVISED=new_session,
+            UNKNOWN_CLIENT=new_session,
             OVERLOADED=Rule(Action.CONNECT, Delay.LONG_BACKOFF),
             AUTHENTICATION_INVALID=reauthenticate,
             HTTP_UNAUTHORIZED=reauthenticate,
@@ -308,10 +309,10 @@ def _bayeux_rows() -> dict[Step, dict[Outcome, Rule]]:
         Step.REQUEST: _row(
             fail,
             SUCCESS=Rule(Action.RETURN),
-            HANDSHAKE_ADVISED=Rule(Action.HANDSHAKE),
-            UNKNOWN_CLIENT=Rule(Action.HANDSHAKE),
-            AUTHENTICATION_INVALID=Rule(Action.HANDSHAKE),
-            HTTP_UNAUTHORIZED=Rule(Action.HANDSHAKE),
+            HANDSHAKE_ADVISED=new_session,
+            UNKNOWN_CLIENT=new_session,
+            AUTHENTICATION_INVALID=new_session,
+            HTTP_UNAUTHORIZED=new_session,
         ),
     }
 

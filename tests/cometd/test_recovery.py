@@ -64,13 +64,13 @@ STEPS = [Step.AUTHENTICATE, Step.HANDSHAKE, Step.RESUBSCRIBE, Step.CONNECT, Step
 BAYEUX_RUNNING = """
 success                 | hs      | resub  | resub   | conn-i  | return
 retry advised           | fail    | hs~    | report  | conn~   | fail
-handshake advised       | fail    | hs~    | hs-i~   | hs-i~   | hs
+handshake advised       | fail    | hs~    | hs-i~   | hs-i~   | hs-i~
 none advised            | fail    | fail   | report  | fail    | fail
-unknown client          | fail    | hs~    | hs-i~   | hs-i~   | hs
-authentication invalid  | fail    | reauth | reauth  | reauth  | hs
+unknown client          | fail    | hs~    | hs-i~   | hs-i~   | hs-i~
+authentication invalid  | fail    | reauth | reauth  | reauth  | hs-i~
 overloaded              | fail    | hs~~   | hs~~    | conn~~  | fail
 server disconnect       | fail    | fail   | fail    | fail    | fail
-HTTP 401                | fail    | reauth | reauth  | reauth  | hs
+HTTP 401                | fail    | reauth | reauth  | reauth  | hs-i~
 HTTP redirect           | fail    | fail   | fail    | fail    | fail
 HTTP 4xx                | fail    | hs~    | hs~     | conn~   | fail
 HTTP 5xx                | auth~   | hs~    | hs~     | resume~ | fail
@@ -92,7 +92,7 @@ SALESFORCE_DIFFERENCES = {
     (Step.HANDSHAKE, Outcome.SERVER_DISCONNECT): "hs~",
     (Step.RESUBSCRIBE, Outcome.SERVER_DISCONNECT): "hs",
     (Step.CONNECT, Outcome.SERVER_DISCONNECT): "hs",
-    (Step.REQUEST, Outcome.SERVER_DISCONNECT): "hs",
+    (Step.REQUEST, Outcome.SERVER_DISCONNECT): "hs-i~",
 }
 
 
