@@ -690,3 +690,57 @@ async def test_concurrent_user_limit_is_named(emulator: SalesforceEmulator) -> N
     assert "Organization concurrent user limit exceeded" in str(error)
     if isinstance(error, TransportTimeoutError):
         assert_names_cause(error)
+
+
+# -- a full prefetch queue does not keep a request from its new session --------------------
+
+
+async def test_request_after_expiry_does_not_wait_for_the_consumer(
+    emulator: SalesforceEmulator,
+) -> None:
+    # The consumer is behind: the queue is full, so no poll is in flight. The session
+    # expires; a subscribe learns of it. The new session must be made at once, not once
+    # the consumer makes room (it may be the very task waiting for the subscribe).
+    async with sf_client(
+        emulator, max_pending_count=2, connection_timeout=10, backoff=FAST
+    ) as client:
+        await client.subscribe(BUSY)
+        publish(emulator, BUSY, "a", "b", "c")
+        for _ in range(100):
+            if client.pending_count == 3:
+                break
+            await asyncio.sleep(0.02)
+        assert client.pending_count == 3
+        (old_session,) = emulator.expire_client(notify=False)
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(client.subscribe(LATE), 10 + MARGIN)
+        assert asyncio.get_running_loop().time() - started < 3
+        assert client.subscriptions == {BUSY, LATE}
+        (new_session,) = emulator.client_ids
+        assert new_session != old_session
+        publish(emulator, LATE, "late")
+        got = [(await client.receive())["data"]["sobject"]["Name"] for _ in range(4)]
+        assert got == ["a", "b", "c", "late"]
+
+
+async def test_a_request_during_a_slow_reauthentication_waits_for_it(
+    emulator: SalesforceEmulator,
+) -> None:
+    # The token is revoked: the poll learns it and the client asks for a new token,
+    # which takes a while (the token endpoint fails twice first). A subscribe issued
+    # meanwhile waits for the new session and succeeds there; the stream goes on.
+    async with sf_client(emulator, connection_timeout=10, backoff=FAST) as client:
+        await client.subscribe(BUSY)
+        await asyncio.sleep(0.2)
+        emulator.fail_next("token", http_status=503, times=2, headers={"Retry-After": "1"})
+        emulator.revoke_tokens()
+        await asyncio.sleep(0.1)  # the poll has seen the 401; the token request waits
+        await asyncio.wait_for(client.subscribe(LATE), 10 + MARGIN)
+        assert client.subscriptions == {BUSY, LATE}
+        publish(emulator, BUSY, "after")
+        publish(emulator, LATE, "late")
+        got = {
+            (await asyncio.wait_for(client.receive(), 5))["data"]["sobject"]["Name"]
+            for _ in range(2)
+        }
+        assert got == {"after", "late"}
