@@ -20,11 +20,9 @@ import enum
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from aiosfstream.cometd.advice import Advice, Reconnect
 from aiosfstream.cometd.backoff import Backoff
-from aiosfstream.cometd.constants import MetaChannel
 from aiosfstream.cometd.exceptions import (
     ClientError,
     HTTPRedirectError,
@@ -317,7 +315,7 @@ def _bayeux_rows() -> dict[Step, dict[Outcome, Rule]]:
     }
 
 
-def build_table(
+def _build_table(
     rows: Mapping[Step, Mapping[Outcome, Rule]],
 ) -> dict[tuple[Phase, Step, Outcome], Rule]:
     """Expand per-step rows to every phase.
@@ -335,7 +333,7 @@ def build_table(
 
 
 #: The generic Bayeux rules.
-BAYEUX_TABLE: Table = build_table(_bayeux_rows())
+BAYEUX_TABLE: Table = _build_table(_bayeux_rows())
 
 # Actions that retry after a failure: subject to connection_timeout.
 _RETRIES = frozenset(
@@ -473,9 +471,3 @@ def _http_outcome(status: int) -> Outcome:
 
 def _all_keys() -> list[tuple[Phase, Step, Outcome]]:
     return [(phase, step, outcome) for phase in Phase for step in Step for outcome in Outcome]
-
-
-def reply_channel(reply: Message) -> str:
-    """The channel of *reply*, for messages."""
-    channel: Any = reply.get("channel")
-    return channel if isinstance(channel, str) else MetaChannel.CONNECT.value
