@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from aiosfstream._redaction import redact
 from aiosfstream.cometd.exceptions import (
     MAX_QUOTED_TEXT,
     ResponseTooLargeError,
@@ -98,8 +99,6 @@ MAX_JWT_LIFETIME = 300.0
 #: returns a new access token, or a new access token and instance URL.
 SessionRefresher = Callable[[], Awaitable[str | tuple[str, str]]]
 
-_REDACTED = "<redacted>"
-_MIN_REDACTED_LENGTH = 4
 # Two bounded searches instead of one "<title>(.*?)</title>": on a page full of
 # unclosed "<title" that pattern rescans the rest of the body from each of them.
 _TITLE_OPEN = re.compile(r"<title\b[^>]{0,200}>", re.IGNORECASE)
@@ -606,15 +605,8 @@ class AuthenticatorBase(AuthExtension):
     # --- the one I/O call ---
 
     def _redact(self, text: str) -> str:
-        """Replace every secret in *text*, which came from elsewhere (a server, aiohttp).
-
-        Secrets shorter than a few characters are left: replacing them would garble the
-        text without hiding anything.
-        """
-        for secret in self._secrets():
-            if secret and len(secret) >= _MIN_REDACTED_LENGTH:
-                text = text.replace(secret, _REDACTED)
-        return text
+        """Replace every secret in *text*, which came from elsewhere (a server, aiohttp)."""
+        return redact(text, self._secrets())
 
     async def _post_token_request(self, data: dict[str, str]) -> _TokenAnswer:
         """POST *data* to the token endpoint; return its answer.

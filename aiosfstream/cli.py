@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
+from aiosfstream._redaction import redact
 from aiosfstream._version import __version__
 from aiosfstream.auth import (
     AuthenticatorBase,
@@ -149,8 +150,6 @@ _OPTION_NAMES = {
 _REPLAY_WORDS = {"new": ReplayOption.NEW_EVENTS, "all": ReplayOption.ALL_EVENTS}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-_REDACTED = "***"
-_MIN_SECRET_LENGTH = 4
 
 #: Channel ``listen --emulator`` subscribes to when none is given.
 DEMO_CHANNEL = "/topic/Demo"
@@ -1048,10 +1047,7 @@ class _Redactor(logging.Formatter):
 
     def redact(self, text: str) -> str:
         """Replace each secret in *text*."""
-        for secret in self.secrets:
-            if len(secret) >= _MIN_SECRET_LENGTH:
-                text = text.replace(secret, _REDACTED)
-        return text
+        return redact(text, self.secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(super().format(record))

@@ -249,7 +249,7 @@ def _describe_id(replay_id: int) -> str:
     return f"<a {sign}{replay_id.bit_length()}-bit integer>"
 
 
-def _validate_replay_id(name: str, value: object) -> int:
+def check_replay_id(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int or a ReplayOption, got {type(value).__name__}")
     if value < ReplayOption.ALL_EVENTS:
@@ -511,7 +511,7 @@ class DefaultMappingStorage(MappingStorage):
 
     def __init__(self, mapping: MutableMapping[str, Any], default_id: int) -> None:
         super().__init__(mapping)
-        self.default_id = _validate_replay_id("default_id", default_id)
+        self.default_id = check_replay_id("default_id", default_id)
 
 
 class ConstantReplayId(ReplayMarkerStorage):
@@ -521,7 +521,7 @@ class ConstantReplayId(ReplayMarkerStorage):
     """
 
     def __init__(self, default_id: int) -> None:
-        self.default_id = _validate_replay_id("default_id", default_id)
+        self.default_id = check_replay_id("default_id", default_id)
 
     async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
         """Return ``None``: nothing is stored."""

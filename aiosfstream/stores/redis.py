@@ -26,7 +26,7 @@ from aiosfstream.replay import (
     ReplayMarker,
     ReplayMarkerStorage,
     ReplayOption,
-    _validate_replay_id,
+    check_replay_id,
     parse_marker_date,
 )
 from aiosfstream.stores._common import IdRange, check_marker, check_markers, check_subscription
@@ -174,7 +174,7 @@ class RedisReplayStorage(ReplayMarkerStorage):
         redis_asyncio, self._redis_error = _import_redis()
         if not isinstance(key_prefix, str):
             raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
-        self.default_id = _validate_replay_id("default_id", default_id)
+        self.default_id = check_replay_id("default_id", default_id)
         self._key_prefix = key_prefix
         client: redis.asyncio.Redis
         if isinstance(url_or_client, str):

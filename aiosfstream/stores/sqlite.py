@@ -35,7 +35,7 @@ from aiosfstream.replay import (
     ReplayMarker,
     ReplayMarkerStorage,
     ReplayOption,
-    _validate_replay_id,
+    check_replay_id,
     is_newer,
 )
 from aiosfstream.stores._common import IdRange, check_marker, check_markers, check_subscription
@@ -131,7 +131,7 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
             raise ValueError(
                 f"table must be a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*), got {table!r}"
             )
-        self.default_id = _validate_replay_id("default_id", default_id)
+        self.default_id = check_replay_id("default_id", default_id)
         self._commit_interval = _check_interval(commit_interval)
         directory = Path(text).parent
         if not directory.is_dir():
