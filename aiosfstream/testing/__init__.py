@@ -9,22 +9,23 @@ from __future__ import annotations
 
 from .server import (
     DEFAULT_CREDENTIALS,
+    DEFAULT_HOST,
     DISCONNECT_OPERATIONS,
     FAULT_OPERATIONS,
     Credentials,
     SalesforceEmulator,
 )
-from .state import ConnectedApp, EmulatorStats, RequestLog, RequestRecord, User
+from .state import ConnectedApp, EmulatorStats, OrgSettings, RequestLog, RequestRecord, User
 
 __all__ = [
-    # server
     "DEFAULT_CREDENTIALS",
+    "DEFAULT_HOST",
     "DISCONNECT_OPERATIONS",
     "FAULT_OPERATIONS",
     "ConnectedApp",
     "Credentials",
-    # state
     "EmulatorStats",
+    "OrgSettings",
     "RequestLog",
     "RequestRecord",
     "SalesforceEmulator",

@@ -1,13 +1,16 @@
 """The ``/__admin__/`` HTTP API: drive the emulator from tests written in any language.
 
-Every endpoint takes and returns JSON. Errors are ``{"error": "..."}`` with HTTP 400 (bad
-input) or 404 (unknown channel or client).
+Every endpoint takes and returns JSON. Errors speak HTTP: a status (400 bad input, 404
+unknown endpoint or channel, 405 wrong method, 500 a bug of the emulator) and a body
+``{"error": "<a sentence for a human>"}``, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,10 +25,29 @@ __all__ = ["ADMIN_PREFIX", "AdminAPI"]
 ADMIN_PREFIX = "/__admin__"
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_logger = logging.getLogger(__name__)
+#: How the admin API's messages name the JSON types a field must have.
+_JSON_TYPES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    dict: "an object",
+    list: "an array",
+}
 
 
 class _BadRequest(Exception):
-    pass
+    """The request's input is wrong; the message says how, for a human."""
+
+
+@contextlib.contextmanager
+def _invalid_input() -> Iterator[None]:
+    """Turn the emulator's refusal of a value (ValueError, TypeError) into HTTP 400."""
+    try:
+        yield
+    except (TypeError, ValueError) as exc:
+        raise _BadRequest(str(exc)) from None
 
 
 class AdminAPI:
@@ -35,9 +57,11 @@ class AdminAPI:
         self.emulator = emulator
 
     def add_routes(self, app: web.Application, prefix: str = ADMIN_PREFIX) -> None:
-        """Register the endpoints under *prefix*."""
+        """Register the endpoints under *prefix*, and the JSON errors of every path there."""
         routes: list[tuple[str, str, _Handler]] = [
             ("GET", "", self.overview),
+            ("GET", "/settings", self.get_settings),
+            ("POST", "/settings", self.configure),
             ("GET", "/stats", self.stats),
             ("POST", "/stats/reset", self.reset_stats),
             ("GET", "/clients", self.clients),
@@ -55,10 +79,13 @@ class AdminAPI:
             ("POST", "/disconnect-next", self.disconnect_next),
             ("POST", "/instance-url", self.set_instance_url),
             ("POST", "/users", self.add_user),
+            ("POST", "/user-permissions", self.set_user_permissions),
             ("POST", "/refresh-token", self.refresh_token),
         ]
+        self._endpoints = [f"{method} {prefix}{path}" for method, path, _ in routes]
         for method, path, handler in routes:
-            app.router.add_route(method, prefix + path, _guard(handler))
+            app.router.add_route(method, prefix + path, handler)
+        app.middlewares.append(_json_errors(prefix))
 
     async def overview(self, request: web.Request) -> web.StreamResponse:
         """``GET /__admin__``: URLs, default credentials, channels, clients and counters."""
@@ -79,8 +106,24 @@ class AdminAPI:
                 "channels": emulator.channels,
                 "clients": emulator.client_ids,
                 "stats": emulator.stats.as_dict(),
+                "settings": emulator.settings.as_dict(),
+                "endpoints": self._endpoints,
             }
         )
+
+    async def get_settings(self, request: web.Request) -> web.StreamResponse:
+        """``GET /__admin__/settings``: the org's limits and switches."""
+        return web.json_response(self.emulator.settings.as_dict())
+
+    async def configure(self, request: web.Request) -> web.StreamResponse:
+        """``POST /__admin__/settings {"<setting>": value, ...}``: change settings.
+
+        As :meth:`SalesforceEmulator.configure`; returns every setting.
+        """
+        body = await _json_body(request)
+        with _invalid_input():
+            settings = self.emulator.configure(**body)
+        return web.json_response(settings.as_dict())
 
     async def stats(self, request: web.Request) -> web.StreamResponse:
         """``GET /__admin__/stats``: request counters."""
@@ -118,13 +161,21 @@ class AdminAPI:
         )
 
     async def create_channel(self, request: web.Request) -> web.StreamResponse:
-        """``POST /__admin__/channels {"name": "/topic/X"}``."""
+        """``POST /__admin__/channels {"name", "fields"?, "where_fields"?, ...}``.
+
+        Also ``"max_subscribers"`` and ``"users"``, as
+        :meth:`SalesforceEmulator.create_channel`.
+        """
         body = await _json_body(request)
         name = _get(body, "name", str)
-        try:
-            self.emulator.create_channel(name)
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
+        with _invalid_input():
+            self.emulator.create_channel(
+                name,
+                fields=_get(body, "fields", list, None),
+                where_fields=_get(body, "where_fields", list, []),
+                max_subscribers=_get(body, "max_subscribers", int, None),
+                users=_get(body, "users", list, None),
+            )
         return web.json_response({"name": name}, status=201)
 
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -140,16 +191,14 @@ class AdminAPI:
         Body: ``{"channel", "payload"?, "event_type"?, "replay_id"?, "raw"?}``.
         """
         body = await _json_body(request)
-        try:
+        channel = _get(body, "channel", str)
+        event_type = _get(body, "event_type", str, None)
+        replay_id = _get(body, "replay_id", int, None)
+        raw = _get(body, "raw", bool, False)
+        with _invalid_input():
             message = self.emulator.publish(
-                _get(body, "channel", str),
-                body.get("payload"),
-                event_type=_get(body, "event_type", str, None),
-                replay_id=_get(body, "replay_id", int, None),
-                raw=bool(body.get("raw", False)),
+                channel, body.get("payload"), event_type=event_type, replay_id=replay_id, raw=raw
             )
-        except (TypeError, ValueError) as exc:
-            raise _BadRequest(str(exc)) from None
         return web.json_response(message)
 
     async def revoke(self, request: web.Request) -> web.StreamResponse:
@@ -190,10 +239,9 @@ class AdminAPI:
     async def advance(self, request: web.Request) -> web.StreamResponse:
         """``POST /__admin__/advance {"seconds"}``: move the clock forward."""
         body = await _json_body(request)
-        try:
-            self.emulator.advance(_get(body, "seconds", float))
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
+        seconds = _get(body, "seconds", float)
+        with _invalid_input():
+            self.emulator.advance(seconds)
         return web.json_response({"now": self.emulator.now()})
 
     async def fail(self, request: web.Request) -> web.StreamResponse:
@@ -203,27 +251,19 @@ class AdminAPI:
         "content_type"?, "times"?, "headers"?}``; ``headers`` is an object of strings.
         """
         body = await _json_body(request)
-        advice = body.get("advice")
-        if advice is not None and not isinstance(advice, dict):
-            raise _BadRequest("'advice' must be an object")
-        headers = body.get("headers")
-        if headers is not None and not isinstance(headers, dict):
-            raise _BadRequest("'headers' must be an object")
-        try:
-            self.emulator.fail_next(
-                _get(body, "operation", str),
-                _get(body, "reason", str, None),
-                error=_get(body, "error", str, None),
-                advice=advice,
-                http_status=_get(body, "http_status", int, None),
-                body=_get(body, "body", str, None),
-                content_type=_get(body, "content_type", str, "text/html"),
-                times=_get(body, "times", int, 1),
-                headers=headers,
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
-        return web.json_response({"armed": body["operation"]})
+        operation = _get(body, "operation", str)
+        options = {
+            "error": _get(body, "error", str, None),
+            "advice": _get(body, "advice", dict, None),
+            "http_status": _get(body, "http_status", int, None),
+            "body": _get(body, "body", str, None),
+            "content_type": _get(body, "content_type", str, "text/html"),
+            "times": _get(body, "times", int, 1),
+            "headers": _get(body, "headers", dict, None),
+        }
+        with _invalid_input():
+            self.emulator.fail_next(operation, _get(body, "reason", str, None), **options)
+        return web.json_response({"armed": operation})
 
     async def disconnect_next(self, request: web.Request) -> web.StreamResponse:
         """``POST /__admin__/disconnect-next {"operation", "times"?}``.
@@ -232,13 +272,11 @@ class AdminAPI:
         :meth:`SalesforceEmulator.disconnect_next`.
         """
         body = await _json_body(request)
-        try:
-            self.emulator.disconnect_next(
-                _get(body, "operation", str), times=_get(body, "times", int, 1)
-            )
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
-        return web.json_response({"armed": body["operation"]})
+        operation = _get(body, "operation", str)
+        times = _get(body, "times", int, 1)
+        with _invalid_input():
+            self.emulator.disconnect_next(operation, times=times)
+        return web.json_response({"armed": operation})
 
     async def set_instance_url(self, request: web.Request) -> web.StreamResponse:
         """``POST /__admin__/instance-url {"url": "http://..." | null}``.
@@ -248,10 +286,9 @@ class AdminAPI:
         body = await _json_body(request)
         if "url" not in body:
             raise _BadRequest("field 'url' is required (null for the emulator's own URL)")
-        try:
-            self.emulator.instance_url = _get(body, "url", str, None)
-        except ValueError as exc:
-            raise _BadRequest(str(exc)) from None
+        url = _get(body, "url", str, None)
+        with _invalid_input():
+            self.emulator.instance_url = url
         return web.json_response({"instance_url": self.emulator.instance_url})
 
     async def add_user(self, request: web.Request) -> web.StreamResponse:
@@ -259,6 +296,32 @@ class AdminAPI:
         body = await _json_body(request)
         user = self.emulator.add_user(_get(body, "username", str), _get(body, "password", str))
         return web.json_response({"username": user.username, "user_id": user.user_id}, status=201)
+
+    async def set_user_permissions(self, request: web.Request) -> web.StreamResponse:
+        """``POST /__admin__/user-permissions {"username"?, "streaming_enabled"?, ...}``.
+
+        Also ``"view_all_data"``, ``"can_create_channels"`` and ``"hidden_fields"``, as
+        :meth:`SalesforceEmulator.set_user_permissions`; returns the user's permissions.
+        """
+        body = await _json_body(request)
+        username = _get(body, "username", str, None)
+        switches = {
+            name: _get(body, name, bool, None)
+            for name in ("streaming_enabled", "view_all_data", "can_create_channels")
+        }
+        with _invalid_input():
+            user = self.emulator.set_user_permissions(
+                username, hidden_fields=_get(body, "hidden_fields", list, None), **switches
+            )
+        return web.json_response(
+            {
+                "username": user.username,
+                "streaming_enabled": user.streaming_enabled,
+                "view_all_data": user.view_all_data,
+                "can_create_channels": user.can_create_channels,
+                "hidden_fields": sorted(user.hidden_fields),
+            }
+        )
 
     async def refresh_token(self, request: web.Request) -> web.StreamResponse:
         """``POST /__admin__/refresh-token {"username"?, "consumer_key"?}``: mint one."""
@@ -274,27 +337,52 @@ class AdminAPI:
         return web.json_response({"refresh_token": token})
 
 
-def _guard(handler: _Handler) -> _Handler:
-    async def guarded(request: web.Request) -> web.StreamResponse:
+def _json_errors(prefix: str) -> Any:
+    """Return a middleware that answers errors of the paths under *prefix* in JSON."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if request.path != prefix and not request.path.startswith(prefix + "/"):
+            return await handler(request)
         try:
             return await handler(request)
         except _BadRequest as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+            return _error(400, str(exc))
         except ChannelNotFound as exc:
-            return web.json_response({"error": str(exc)}, status=404)
+            return _error(
+                404, f"channel {exc.channel} does not exist; create it with POST {prefix}/channels"
+            )
+        except web.HTTPMethodNotAllowed as exc:
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            text = f"{request.method} is not allowed on {request.path}; use {allowed}"
+            return _error(405, text, {"Allow": allowed})
+        except web.HTTPNotFound:
+            text = f"no endpoint {request.path}; GET {prefix} lists the endpoints"
+            return _error(404, text)
+        except web.HTTPException as exc:
+            return _error(exc.status, exc.text or exc.reason)
+        except Exception:
+            _logger.exception("admin request %s %s failed", request.method, request.path)
+            return _error(500, "the emulator failed to serve this request; see its log")
 
-    guarded.__doc__ = handler.__doc__
-    return guarded
+    return middleware
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    text = await request.text()
+    try:
+        text = await request.text()
+    except UnicodeDecodeError:
+        raise _BadRequest("the body is not valid UTF-8 text") from None
     if not text.strip():
         return {}
     try:
         body = json.loads(text)
-    except ValueError:
-        raise _BadRequest("the body is not valid JSON") from None
+    except ValueError as exc:
+        raise _BadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _BadRequest("the body must be a JSON object")
     return body
@@ -304,7 +392,7 @@ _MISSING: Any = object()
 
 
 def _get(body: dict[str, Any], name: str, kind: type[Any], default: Any = _MISSING) -> Any:
-    """Read field *name* of type *kind* (ints are accepted where floats are expected)."""
+    """Read field *name* of JSON type *kind* (ints are accepted where numbers are expected)."""
     if name not in body or body[name] is None:
         if default is _MISSING:
             raise _BadRequest(f"field {name!r} is required")
@@ -317,5 +405,5 @@ def _get(body: dict[str, Any], name: str, kind: type[Any], default: Any = _MISSI
     else:
         valid = isinstance(value, kind)
     if not valid:
-        raise _BadRequest(f"field {name!r} must be of type {kind.__name__}")
+        raise _BadRequest(f"field {name!r} must be {_JSON_TYPES[kind]}")
     return float(value) if kind is float else value

@@ -29,8 +29,10 @@ from .state import (
     Fault,
     InvalidReplayId,
     OrgState,
+    Refusal,
     RequestLog,
     Session,
+    SubscriptionRefused,
     channel_kind,
     split_subscription,
 )
@@ -38,27 +40,41 @@ from .state import (
 __all__ = [
     "AUTH_INVALID",
     "AUTH_REQUIRED",
+    "CASE_CLASH",
+    "CDC_NEEDS_VIEW_ALL_DATA",
+    "CHANNEL_LIMIT",
     "CHANNEL_NOT_SPECIFIED",
     "CONCURRENT_LIMIT",
+    "CONNECTION_LIMIT",
+    "DAILY_LIMIT",
     "DEFAULT_CONNECT_TIMEOUT",
     "HANDSHAKE_DENIED",
     "HANDSHAKE_NOT_COMPLETED",
     "LEADING_SLASH",
     "MAX_REQUEST_BYTES",
     "MINIMUM_API_VERSION",
+    "NO_CHANNEL_ACCESS",
+    "NO_ENTITY_ACCESS",
+    "NO_FIELD_ACCESS",
     "PUBLISH_DENIED",
     "REQUEST_TOO_LARGE",
+    "RESTRICTED_CHANNEL",
     "SERVER_TOO_BUSY",
+    "STREAMING_DISABLED",
+    "SUBSCRIPTION_LIMIT",
     "UNKNOWN_CHANNEL",
     "UNKNOWN_CLIENT",
     "USER_MISMATCH",
     "VERSION_MANDATORY",
     "VERSION_UNSUPPORTED",
     "BayeuxService",
+    "cannot_create_channel",
     "channel_does_not_exist",
     "invalid_connection_type",
     "invalid_replay_id",
     "missing_cookie",
+    "refusal_error",
+    "unknown_query_fields",
 ]
 
 #: "If no events are generated ... the connection times out after 110 seconds."
@@ -88,6 +104,26 @@ LEADING_SLASH = "400::Channel subscriptions must start with a leading '/'"
 UNKNOWN_CHANNEL = "404::Unknown channel"
 USER_MISMATCH = "400::Authenticated user id does not match the session's user id"
 REQUEST_TOO_LARGE = "413::Maximum Request Size Exceeded"
+DAILY_LIMIT = "403::Organization total events daily limit exceeded"
+#: The per-user connection denial, in ``ext.sfdc.failureReason`` (two spaces between sentences).
+CONNECTION_LIMIT = (
+    "403::To protect all customers from excessive use and Denial of Service attacks, we limit "
+    "the number of simultaneous connections per server.  Your request has been denied because "
+    "this limit has been exceeded.  Please try your request again later."
+)
+SUBSCRIPTION_LIMIT = "403::Subscription limit exceeded for this topic"
+STREAMING_DISABLED = "403::User not enabled for streaming"
+CDC_NEEDS_VIEW_ALL_DATA = "403::User not allowed to subscribe CDC without View All Data permissions"
+RESTRICTED_CHANNEL = "403::Restricted channel"
+NO_ENTITY_ACCESS = "403::Subscriber does not have access to the entity in this topic"
+NO_FIELD_ACCESS = (
+    "403::Subscriber does not have access to all fields referenced in the where clause of "
+    "the PushTopic"
+)
+# Generic streaming (/u/...) only.
+NO_CHANNEL_ACCESS = "403::No access on channel"
+CHANNEL_LIMIT = "403::Unable to create channel dynamically, maximum channel limit has been exceeded"
+CASE_CLASH = "403::channel names may not vary only by case"
 #: Not a Salesforce text: Salesforce has no CometD publish (events come from REST, Apex...).
 PUBLISH_DENIED = "403::Publishing over CometD is not supported by the Streaming API"
 # Emulator texts for requests Salesforce's documentation says nothing about.
@@ -118,6 +154,46 @@ def channel_does_not_exist(channel: str) -> str:
 def invalid_connection_type(connection_type: object) -> str:
     """Return the error for a transport other than long polling."""
     return f"400::Invalid connection type {{{connection_type}}}"
+
+
+def cannot_create_channel(channel: str) -> str:
+    """Return the error for a channel the user may not create."""
+    return f"403::Cannot create channel {{{channel}}}"
+
+
+def unknown_query_fields(fields: Iterable[str]) -> str:
+    """Return the error for PushTopic filter fields the topic's entity lacks.
+
+    Salesforce documents one placeholder; several fields are joined with ", ".
+    """
+    return f"400::Query fields {{{', '.join(fields)}}} do not exist on the topic entity"
+
+
+_NO_ACCESS = {
+    "topic": NO_ENTITY_ACCESS,
+    "u": NO_CHANNEL_ACCESS,
+    "event": RESTRICTED_CHANNEL,
+    "data": RESTRICTED_CHANNEL,
+}
+_REFUSALS: dict[Refusal, str] = {
+    "streaming_disabled": STREAMING_DISABLED,
+    "no_field_access": NO_FIELD_ACCESS,
+    "cdc_needs_view_all_data": CDC_NEEDS_VIEW_ALL_DATA,
+    "subscriber_limit": SUBSCRIPTION_LIMIT,
+    "channel_limit": CHANNEL_LIMIT,
+    "case_clash": CASE_CLASH,
+}
+
+
+def refusal_error(refusal: SubscriptionRefused) -> str:
+    """Return the ``/meta/subscribe`` error for a refused subscription."""
+    if refusal.reason == "no_access":
+        return _NO_ACCESS[channel_kind(refusal.channel) or "event"]
+    if refusal.reason == "cannot_create":
+        return cannot_create_channel(refusal.channel)
+    if refusal.reason == "unknown_query_fields":
+        return unknown_query_fields(refusal.fields)
+    return _REFUSALS[refusal.reason]
 
 
 def missing_cookie(client_id: str) -> str:
@@ -242,14 +318,10 @@ class BayeuxService:
         state: OrgState,
         *,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        max_clients: int | None = None,
-        max_batch_size: int | None = None,
         log: RequestLog | None = None,
     ) -> None:
         self.state = state
         self.connect_timeout = connect_timeout
-        self.max_clients = max_clients
-        self.max_batch_size = max_batch_size
         self._log = log
         self._waiters: dict[str, _Waiter] = {}
 
@@ -433,8 +505,12 @@ class BayeuxService:
         types = message.get("supportedConnectionTypes")
         if isinstance(types, list) and types and LONG_POLLING not in types:
             return [_error(message, invalid_connection_type(types[0]), advice=_NO_RECONNECT)]
-        if self.max_clients is not None and len(self.state.live_sessions()) >= self.max_clients:
+        limits = self.state.settings
+        if limits.max_clients is not None and len(self.state.live_sessions()) >= limits.max_clients:
             return [self._handshake_denied(message, CONCURRENT_LIMIT)]
+        per_user = limits.max_connections_per_user
+        if per_user is not None and self.state.user_clients(token.username) >= per_user:
+            return [self._handshake_denied(message, CONNECTION_LIMIT)]
         if context.browser_id is None:
             context.browser_id = context.new_browser_id = secrets.token_hex(16)
         session = self.state.open_session(token, context.browser_id, context.version)
@@ -472,6 +548,8 @@ class BayeuxService:
             ]
         if session.disconnect_pending:
             return self._server_disconnect(session, message)
+        if self.state.delivery_allowance() == 0:
+            return self._daily_limit(session, message)
         if not session.connected:
             # The first connect after a handshake answers at once, and is the only one
             # carrying advice; events wait for the next connect.
@@ -482,7 +560,19 @@ class BayeuxService:
             held = await self._hold(session, message, context)
             if held is not None:
                 return held
+            if self.state.delivery_allowance() == 0:
+                # Other clients used the allowance up while this connect was held.
+                return self._daily_limit(session, message)
         return self._deliver(session, message)
+
+    @staticmethod
+    def _daily_limit(session: Session, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """Refuse a connect while the daily delivery allowance is used up.
+
+        Salesforce sends it "at first connect or later"; the client should stay away until
+        the rolling 24 hours free some allowance.
+        """
+        return [_error(message, DAILY_LIMIT, client_id=session.client_id, advice=_NO_RECONNECT)]
 
     async def _hold(
         self, session: Session, message: dict[str, Any], context: _Context
@@ -579,7 +669,7 @@ class BayeuxService:
         return _reply(message, head, {"successful": True})
 
     def _deliver(self, session: Session, message: dict[str, Any]) -> list[dict[str, Any]]:
-        batch = self.state.take_pending(session, self.max_batch_size)
+        batch = self.state.take_pending(session, self.state.settings.max_batch_size)
         replies = [self._event_message(session, delivery) for delivery in batch]
         replies.append(self._connect_reply(session, message))
         session.last_seen = self.state.now()
@@ -622,6 +712,8 @@ class BayeuxService:
             return [_error(message, channel_does_not_exist(base), client_id=client_id)]
         except InvalidReplayId as exc:
             return [_error(message, invalid_replay_id(exc.replay_id), client_id=client_id)]
+        except SubscriptionRefused as refusal:
+            return [_error(message, refusal_error(refusal), client_id=client_id)]
         if session.pending:
             self.wake([session])
         return [

@@ -142,7 +142,7 @@ def _fields(payload: Any) -> dict[str, Any]:
     if payload is None:
         return {}
     if not isinstance(payload, Mapping):
-        raise TypeError(f"expected a mapping of fields, got {type(payload).__name__}")
+        raise TypeError("payload must map field names to values (a JSON object)")
     return copy.deepcopy(dict(payload))
 
 

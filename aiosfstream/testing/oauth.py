@@ -139,7 +139,7 @@ def _password_grant(state: OrgState, form: Mapping[str, str]) -> AccessToken:
     # A blocked flow (the default for orgs created since Summer '23) answers the same way
     # as a wrong password.
     if (
-        not state.password_flow_enabled
+        not state.settings.password_flow_enabled
         or user is None
         or not user.active
         or not hmac.compare_digest(password.encode(), user.password.encode())
@@ -160,6 +160,10 @@ def _refresh_grant(state: OrgState, form: Mapping[str, str]) -> AccessToken:
 
 
 def _client_credentials_grant(state: OrgState, form: Mapping[str, str]) -> AccessToken:
+    # The flow needs the org's My Domain host; login.salesforce.com and
+    # test.salesforce.com refuse it before looking at the client.
+    if not state.settings.my_domain:
+        raise OAuthError("invalid_grant", "request not supported on this domain")
     app = _client(state, form, secret_required=True)
     user = state.users.get(app.run_as or "")
     if user is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import errno
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,18 +23,31 @@ from .state import (
     ConnectedApp,
     EmulatorStats,
     Fault,
+    OrgSettings,
     OrgState,
     RequestLog,
     User,
+    name_set,
 )
 
 __all__ = [
     "DEFAULT_CREDENTIALS",
+    "DEFAULT_HOST",
     "DISCONNECT_OPERATIONS",
     "FAULT_OPERATIONS",
     "Credentials",
     "SalesforceEmulator",
 ]
+
+#: The host of the emulator's URLs. A name, not an address: cookie jars (aiohttp's default
+#: one among them) drop cookies of IP-address hosts, and Bayeux needs its session cookie
+#: back. It is served on both loopback addresses, whichever one a client resolves first.
+DEFAULT_HOST = "localhost"
+_LOOPBACKS = ("127.0.0.1", "::1")
+#: A loopback this machine lacks (no IPv6, say) is skipped when serving ``localhost``.
+_NO_SUCH_ADDRESS = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+#: Tries at finding a port free on every loopback when the port is picked at random.
+_PORT_ATTEMPTS = 10
 
 #: Operations :meth:`SalesforceEmulator.fail_next` can make fail.
 FAULT_OPERATIONS = ("handshake", "connect", "subscribe", "unsubscribe", "disconnect", "token")
@@ -68,11 +83,14 @@ DEFAULT_CREDENTIALS = Credentials(
 class SalesforceEmulator:
     """A local stand-in for a Salesforce org's Streaming API and OAuth token endpoint.
 
-    The server listens on ``host`` (``127.0.0.1``) and ``port`` (0: a free port, kept
+    The server's URLs name ``host`` (``localhost``) and ``port`` (0: a free port, kept
     across :meth:`restart`). The org (users, apps, tokens, channels, events) lives in
     memory and survives restarts; Bayeux sessions do not.
 
-    :param host: address to listen on.
+    :param host: host name of every URL the emulator hands out, and where it listens:
+        ``localhost`` (the default) listens on both 127.0.0.1 and ::1 (when the machine
+        has IPv6); anything else, such as ``127.0.0.1`` or ``0.0.0.0``, is listened on as
+        given.
     :param port: TCP port; 0 picks a free one.
     :param connect_timeout: seconds a ``/meta/connect`` is held when no event arrives
         (Salesforce: 110).
@@ -86,6 +104,10 @@ class SalesforceEmulator:
         (the default) keeps tokens alive until revoked.
     :param max_clients: concurrent Bayeux clients allowed before handshakes are denied
         with ``403::Organization concurrent user limit exceeded``; ``None``: no limit.
+    :param max_connections_per_user: concurrent Bayeux clients of one user allowed before
+        its handshakes are denied with the "simultaneous connections" failure reason.
+    :param daily_delivery_limit: event deliveries per rolling 24 hours before connects
+        fail with ``403::Organization total events daily limit exceeded``.
     :param max_batch_size: most events returned by one ``/meta/connect``; ``None``: all.
     :param credentials: the default user and app (:data:`DEFAULT_CREDENTIALS`).
     :param admin_api: serve the ``/__admin__/`` HTTP control API.
@@ -97,7 +119,7 @@ class SalesforceEmulator:
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
+        host: str = DEFAULT_HOST,
         port: int = 0,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         client_expiry: float = DEFAULT_CLIENT_EXPIRY,
@@ -105,6 +127,8 @@ class SalesforceEmulator:
         clock: Callable[[], float] | None = None,
         session_timeout: float | None = None,
         max_clients: int | None = None,
+        max_connections_per_user: int | None = None,
+        daily_delivery_limit: int | None = None,
         max_batch_size: int | None = None,
         credentials: Credentials | None = None,
         admin_api: bool = True,
@@ -123,6 +147,12 @@ class SalesforceEmulator:
             retention=retention,
             session_timeout=session_timeout,
         )
+        self.configure(
+            max_clients=max_clients,
+            max_connections_per_user=max_connections_per_user,
+            daily_delivery_limit=daily_delivery_limit,
+            max_batch_size=max_batch_size,
+        )
         #: Requests served, most recent last.
         self.log = RequestLog(self.now)
         self.credentials = credentials or DEFAULT_CREDENTIALS
@@ -132,13 +162,7 @@ class SalesforceEmulator:
             self.credentials.consumer_secret,
             run_as=self.credentials.username,
         )
-        self._bayeux = BayeuxService(
-            self.state,
-            connect_timeout=connect_timeout,
-            max_clients=max_clients,
-            max_batch_size=max_batch_size,
-            log=self.log,
-        )
+        self._bayeux = BayeuxService(self.state, connect_timeout=connect_timeout, log=self.log)
         self._oauth = OAuthService(
             self.state, lambda: self.url, self.log, instance_url=lambda: self._instance_url
         )
@@ -157,7 +181,7 @@ class SalesforceEmulator:
 
     @property
     def url(self) -> str:
-        """Base URL of the server, e.g. ``http://127.0.0.1:54321`` (also the instance URL)."""
+        """Base URL of the server, e.g. ``http://localhost:54321`` (also the instance URL)."""
         if not self._port:
             raise RuntimeError("the emulator has not been started yet")
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -204,13 +228,25 @@ class SalesforceEmulator:
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self._host, self._port)
-            await site.start()
+            self._port = await self._listen(runner)
         except BaseException:
             await runner.cleanup()
             raise
-        self._port = runner.addresses[0][1]
         self._runner = runner
+
+    async def _listen(self, runner: web.AppRunner) -> int:
+        """Listen on every address ``host`` stands for, all on one port; return the port."""
+        if self._host != DEFAULT_HOST:
+            return await _listen_on(runner, [self._host], self._port, optional=False)
+        attempt = 1
+        while True:
+            try:
+                return await _listen_on(runner, _LOOPBACKS, self._port, optional=True)
+            except OSError as error:
+                # A port picked at random on 127.0.0.1 may be taken on ::1: pick another.
+                if self._port or error.errno != errno.EADDRINUSE or attempt == _PORT_ATTEMPTS:
+                    raise
+                attempt += 1
 
     async def stop(self, *, keep_sessions: bool = False) -> None:
         """Stop listening and cut every open connection.
@@ -307,11 +343,61 @@ class SalesforceEmulator:
     @property
     def password_flow_enabled(self) -> bool:
         """Whether the username-password flow works (blocked by default in new orgs)."""
-        return self.state.password_flow_enabled
+        return self.state.settings.password_flow_enabled
 
     @password_flow_enabled.setter
     def password_flow_enabled(self, value: bool) -> None:
-        self.state.password_flow_enabled = value
+        self.configure(password_flow_enabled=value)
+
+    @property
+    def settings(self) -> OrgSettings:
+        """A copy of the org's limits and switches; change them with :meth:`configure`."""
+        return dataclasses.replace(self.state.settings)
+
+    def configure(self, **settings: Any) -> OrgSettings:
+        """Change org settings (the fields of :class:`OrgSettings`); return them all.
+
+        For example ``configure(daily_delivery_limit=100, dynamic_channels=True)``. Nothing
+        changes unless every value is valid. Limits apply from the next request on.
+        """
+        self.state.settings.update(settings)
+        return self.settings
+
+    def set_user_permissions(
+        self,
+        username: str | None = None,
+        *,
+        streaming_enabled: bool | None = None,
+        view_all_data: bool | None = None,
+        can_create_channels: bool | None = None,
+        hidden_fields: Iterable[str] | None = None,
+    ) -> User:
+        """Change what user *username* (default: the default user) may do; ``None`` keeps.
+
+        Subscribes are then refused as Salesforce refuses them: ``403::User not enabled
+        for streaming`` without *streaming_enabled*, the CDC error without
+        *view_all_data*, ``403::Cannot create channel {...}`` on dynamic channel creation
+        without *can_create_channels*, and a PushTopic whose *where_fields* include one of
+        *hidden_fields* refuses the user.
+        """
+        user = self.state.users.get(username or self.credentials.username)
+        if user is None:
+            raise ValueError(f"unknown user {username!r}")
+        switches = {
+            "streaming_enabled": streaming_enabled,
+            "view_all_data": view_all_data,
+            "can_create_channels": can_create_channels,
+        }
+        for name, value in switches.items():
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"{name} must be true or false")
+        hidden = None if hidden_fields is None else name_set("hidden_fields", hidden_fields)
+        for name, value in switches.items():
+            if value is not None:
+                setattr(user, name, value)
+        if hidden is not None:
+            user.hidden_fields = hidden
+        return user
 
     def issue_refresh_token(
         self, username: str | None = None, consumer_key: str | None = None
@@ -328,12 +414,38 @@ class SalesforceEmulator:
         )
         return token.value
 
-    def create_channel(self, name: str) -> None:
+    def create_channel(
+        self,
+        name: str,
+        *,
+        fields: Iterable[str] | None = None,
+        where_fields: Iterable[str] = (),
+        max_subscribers: int | None = None,
+        users: Iterable[str] | None = None,
+    ) -> None:
         """Create a PushTopic (``/topic/X``), generic channel (``/u/X``), event or CDC channel.
 
         Platform event and CDC channels are also created by their first :meth:`publish`.
+        Calling it again keeps the channel's events and replaces its options:
+
+        :param fields: PushTopic: the fields of its entity; a filtered subscription on
+            another field gets ``400::Query fields {...} do not exist on the topic entity``.
+            ``None``: any field.
+        :param where_fields: PushTopic: the fields its query's ``WHERE`` uses; users who
+            cannot see one of them (:meth:`set_user_permissions`) are refused.
+        :param max_subscribers: PushTopic or generic channel: clients subscribed at once
+            before ``403::Subscription limit exceeded for this topic``.
+        :param users: usernames allowed to subscribe (``None``: everyone); the others get
+            the refusal of the channel's family (no access to the entity, ``No access on
+            channel``, ``Restricted channel``).
         """
-        self.state.create_channel(name)
+        self.state.create_channel(
+            name,
+            fields=fields,
+            where_fields=where_fields,
+            max_subscribers=max_subscribers,
+            users=users,
+        )
 
     @property
     def channels(self) -> list[str]:
@@ -471,7 +583,9 @@ class SalesforceEmulator:
         """
         name = operation.removeprefix("/meta/")
         if name not in FAULT_OPERATIONS:
-            raise ValueError(f"unknown operation {operation!r}; expected one of {FAULT_OPERATIONS}")
+            raise ValueError(
+                f"unknown operation {operation!r}; expected one of {', '.join(FAULT_OPERATIONS)}"
+            )
         if times < 1:
             raise ValueError("times must be at least 1")
         if headers is not None and http_status is None:
@@ -507,7 +621,8 @@ class SalesforceEmulator:
         name = operation.removeprefix("/meta/")
         if name not in DISCONNECT_OPERATIONS:
             raise ValueError(
-                f"unknown operation {operation!r}; expected one of {DISCONNECT_OPERATIONS}"
+                f"unknown operation {operation!r}; "
+                f"expected one of {', '.join(DISCONNECT_OPERATIONS)}"
             )
         if times < 1:
             raise ValueError("times must be at least 1")
@@ -519,6 +634,37 @@ class SalesforceEmulator:
     def stats(self) -> EmulatorStats:
         """Counters of requests served (token requests, handshakes, connects...)."""
         return self.state.stats
+
+
+async def _listen_on(
+    runner: web.AppRunner, addresses: Iterable[str], port: int, *, optional: bool
+) -> int:
+    """Listen on each of *addresses* on *port* (0: the one the first address gets).
+
+    With *optional*, an address the machine does not have is skipped, as long as one is
+    served. On failure nothing is left listening.
+    """
+    sites: list[web.TCPSite] = []
+    try:
+        for address in addresses:
+            site = web.TCPSite(runner, address, port)
+            sites.append(site)
+            try:
+                await site.start()
+            except OSError as error:
+                if not (optional and error.errno in _NO_SUCH_ADDRESS):
+                    raise
+                await site.stop()
+                sites.remove(site)
+                continue
+            port = port or runner.addresses[-1][1]
+        if not sites:
+            raise OSError(errno.EADDRNOTAVAIL, "no loopback address to listen on")
+    except BaseException:
+        for site in sites:
+            await site.stop()
+        raise
+    return port
 
 
 def _abort_connections(runner: web.BaseRunner, keep: object = None) -> None:

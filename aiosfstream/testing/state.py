@@ -8,17 +8,19 @@ exceptions raised here into Salesforce's wire texts.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import string
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from .events import IdFactory
 
 __all__ = [
+    "DAILY_WINDOW",
     "DEFAULT_CLIENT_EXPIRY",
     "HIGH_VOLUME_RETENTION",
     "STANDARD_RETENTION",
@@ -32,13 +34,17 @@ __all__ = [
     "Event",
     "Fault",
     "InvalidReplayId",
+    "OrgSettings",
     "OrgState",
+    "Refusal",
     "RequestLog",
     "RequestRecord",
     "Session",
     "Subscription",
+    "SubscriptionRefused",
     "User",
     "channel_kind",
+    "name_set",
     "split_subscription",
 ]
 
@@ -52,6 +58,8 @@ HIGH_VOLUME_RETENTION = 72 * 3600.0
 # "If the reconnection doesn't happen within 40 seconds, the server expires the
 # subscription" (Streaming API, Timeouts)
 DEFAULT_CLIENT_EXPIRY = 40.0
+# "Organization total events daily limit exceeded": the allocation is a rolling 24 hours.
+DAILY_WINDOW = 24 * 3600.0
 
 _CLIENT_ID_ALPHABET = string.ascii_lowercase + string.digits
 _CHANNEL_PREFIXES = ("/topic/", "/u/", "/event/", "/data/")
@@ -80,6 +88,16 @@ def split_subscription(subscription: str) -> tuple[str, dict[str, str]]:
     return channel, filters
 
 
+def name_set(label: str, names: Iterable[str]) -> frozenset[str]:
+    """Return *names* (field names, usernames) as a set, refusing anything but strings."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(f"{label} must be a list of names")
+    values = list(names)
+    if not all(isinstance(name, str) and name for name in values):
+        raise TypeError(f"{label} must contain non-empty strings only")
+    return frozenset(values)
+
+
 class ChannelNotFound(LookupError):
     """The channel was never created (and cannot be created on the fly)."""
 
@@ -96,14 +114,50 @@ class InvalidReplayId(ValueError):
         self.replay_id = replay_id
 
 
+#: Why the org refuses a subscription (:mod:`.bayeux` holds the wire text of each).
+Refusal = Literal[
+    "streaming_disabled",
+    "no_access",
+    "no_field_access",
+    "cdc_needs_view_all_data",
+    "unknown_query_fields",
+    "subscriber_limit",
+    "cannot_create",
+    "channel_limit",
+    "case_clash",
+]
+
+
+class SubscriptionRefused(Exception):
+    """The org's permissions or limits refuse a subscription to *channel*.
+
+    *fields* names the offending filter fields of an ``unknown_query_fields`` refusal.
+    """
+
+    def __init__(self, reason: Refusal, channel: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(f"{reason}: {channel}")
+        self.reason: Refusal = reason
+        self.channel = channel
+        self.fields = fields
+
+
 @dataclass
 class User:
-    """An org user who can log in."""
+    """An org user who can log in, with the permissions streaming checks."""
 
     username: str
     password: str
     user_id: str
     active: bool = True
+    #: The "Streaming API" user permission; without it every subscribe is refused.
+    streaming_enabled: bool = True
+    #: "View All Data", which Change Data Capture channels need.
+    view_all_data: bool = True
+    #: Create access to generic streaming channels, used by dynamic channel creation.
+    can_create_channels: bool = True
+    #: Fields the user cannot see (field-level security): a PushTopic whose ``WHERE``
+    #: uses one of them refuses the user.
+    hidden_fields: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -144,13 +198,21 @@ class Event:
 
 @dataclass(eq=False)
 class Channel:
-    """A streaming channel and its retained event log (oldest first)."""
+    """A streaming channel, who may subscribe to it, and its retained event log (oldest first)."""
 
     name: str
     retention: float
     schema_id: str
     events: deque[Event] = field(default_factory=deque)
     last_replay_id: int = 0
+    #: PushTopic: the fields of its entity that filters may name (``None``: any).
+    fields: frozenset[str] | None = None
+    #: PushTopic: the fields its query's ``WHERE`` clause uses.
+    where_fields: frozenset[str] = frozenset()
+    #: PushTopic or generic channel: most clients subscribed at once (``None``: no limit).
+    max_subscribers: int | None = None
+    #: Usernames that may subscribe (``None``: everyone).
+    users: frozenset[str] | None = None
 
     def purge(self, before: float) -> int:
         """Drop the events created before *before*; return how many were dropped."""
@@ -237,6 +299,54 @@ class Fault:
     times: int = 1
     headers: dict[str, str] | None = None
     server_disconnect: bool = False
+
+
+@dataclass
+class OrgSettings:
+    """Org-wide limits and switches, changeable while the emulator runs.
+
+    A limit of ``None`` means none.
+    """
+
+    #: Concurrent Bayeux clients of the org ("Organization concurrent user limit exceeded").
+    max_clients: int | None = None
+    #: Concurrent Bayeux clients per user (the "simultaneous connections" denial).
+    max_connections_per_user: int | None = None
+    #: Event deliveries per rolling 24 hours ("Organization total events daily limit exceeded").
+    daily_delivery_limit: int | None = None
+    #: Most events returned by one ``/meta/connect``.
+    max_batch_size: int | None = None
+    #: "Enable Dynamic Streaming Channel Creation": subscribing creates missing ``/u/`` channels.
+    dynamic_channels: bool = False
+    #: Most generic channels the org may have for dynamic creation to add one.
+    max_generic_channels: int | None = None
+    #: The token endpoint is the org's My Domain; ``False`` plays login.salesforce.com, which
+    #: refuses the client credentials flow.
+    my_domain: bool = True
+    #: The username-password OAuth flow works (blocked by default in orgs since Summer '23).
+    password_flow_enabled: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-ready data."""
+        return dataclasses.asdict(self)
+
+    def update(self, changes: dict[str, Any]) -> None:
+        """Apply *changes* (setting name to value) after checking every one of them."""
+        known = {item.name: item for item in dataclasses.fields(self)}
+        for name, value in changes.items():
+            if name not in known:
+                raise ValueError(f"unknown setting {name!r}; known: {', '.join(known)}")
+            if isinstance(getattr(self, name), bool):
+                if not isinstance(value, bool):
+                    raise TypeError(f"setting {name!r} must be true or false")
+            elif value is not None:
+                least = 1 if name == "max_batch_size" else 0
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise TypeError(f"setting {name!r} must be an integer or null")
+                if value < least:
+                    raise ValueError(f"setting {name!r} must be at least {least}")
+        for name, value in changes.items():
+            setattr(self, name, value)
 
 
 @dataclass
@@ -329,7 +439,9 @@ class OrgState:
         self.session_timeout = session_timeout
         self.ids = ids or IdFactory()
         self.org_id = self.ids.new("00D")
-        self.password_flow_enabled = True
+        self.settings = OrgSettings()
+        #: When each event delivery of the last 24 hours happened, oldest first.
+        self.deliveries: deque[float] = deque()
         self.users: dict[str, User] = {}
         self.apps: dict[str, ConnectedApp] = {}
         self.tokens: dict[str, AccessToken] = {}
@@ -433,18 +545,62 @@ class OrgState:
             return HIGH_VOLUME_RETENTION
         return STANDARD_RETENTION
 
-    def create_channel(self, name: str) -> Channel:
-        """Create *name* (a PushTopic, generic channel, platform event or CDC channel)."""
-        if "?" in name or channel_kind(name) is None:
+    def create_channel(
+        self,
+        name: str,
+        *,
+        fields: Iterable[str] | None = None,
+        where_fields: Iterable[str] = (),
+        max_subscribers: int | None = None,
+        users: Iterable[str] | None = None,
+    ) -> Channel:
+        """Create *name* (a PushTopic, generic channel, platform event or CDC channel).
+
+        An existing channel keeps its events and gets the options given now (see
+        :class:`Channel`); *fields* and *where_fields* are for PushTopics,
+        *max_subscribers* for PushTopics and generic channels.
+        """
+        kind = channel_kind(name)
+        if "?" in name or kind is None:
             raise ValueError(
                 f"not a streaming channel name: {name!r} "
                 "(expected /topic/..., /u/..., /event/... or /data/...)"
             )
+        if kind != "topic" and (fields is not None or where_fields):
+            raise ValueError("fields and where_fields describe a PushTopic's query (/topic/...)")
+        if max_subscribers is not None:
+            if kind not in ("topic", "u"):
+                raise ValueError("max_subscribers applies to PushTopics and generic channels only")
+            if isinstance(max_subscribers, bool) or not isinstance(max_subscribers, int):
+                raise TypeError("max_subscribers must be an integer")
+            if max_subscribers < 0:
+                raise ValueError("max_subscribers must be at least 0")
+        options = {
+            "fields": None if fields is None else name_set("fields", fields),
+            "where_fields": name_set("where_fields", where_fields),
+            "max_subscribers": max_subscribers,
+            "users": None if users is None else name_set("users", users),
+        }
         channel = self.channels.get(name)
         if channel is None:
+            clash = self._case_clash(name)
+            if clash is not None:
+                raise ValueError(f"channel names may not vary only by case: {clash} exists")
             channel = Channel(name, self._retention_for(name), schema_id=self.ids.schema_id())
             self.channels[name] = channel
+        for option, value in options.items():
+            setattr(channel, option, value)
         return channel
+
+    def _case_clash(self, name: str) -> str | None:
+        """Return the generic channel that *name* differs from only by case, if any."""
+        if channel_kind(name) != "u":
+            return None
+        folded = name.casefold()
+        for other in self.channels:
+            if other != name and other.casefold() == folded:
+                return other
+        return None
 
     def get_channel(self, name: str, *, create: bool = False) -> Channel:
         """Return channel *name*; with *create*, platform event and CDC channels spring up."""
@@ -578,10 +734,16 @@ class OrgState:
         """Subscribe *session* to *name*, queueing replayed events as *replay* asks.
 
         *replay* is ``-1`` (new events only), ``-2`` (every retained event) or the replay
-        id of a retained event (the events strictly after it are replayed).
+        id of a retained event (the events strictly after it are replayed). The user's
+        permissions and the channel's limits are checked first
+        (:class:`SubscriptionRefused`).
         """
         base, filters = split_subscription(name)
-        channel = self.get_channel(base)
+        user = self.users[session.username]
+        if not user.streaming_enabled:
+            raise SubscriptionRefused("streaming_disabled", base)
+        channel = self._subscribable(base, user)
+        self._check_access(channel, user, session, filters)
         if isinstance(replay, bool) or not isinstance(replay, int):
             raise InvalidReplayId(replay)
         channel.purge(self.now() - channel.retention)
@@ -601,6 +763,42 @@ class OrgState:
                 session.pending.append(Delivery(name, event))
         return subscription
 
+    def _subscribable(self, name: str, user: User) -> Channel:
+        """Return channel *name*, creating a generic one when dynamic creation is on."""
+        channel = self.channels.get(name)
+        if channel is not None:
+            return channel
+        if channel_kind(name) != "u" or not self.settings.dynamic_channels:
+            raise ChannelNotFound(name)
+        if not user.can_create_channels:
+            raise SubscriptionRefused("cannot_create", name)
+        if self._case_clash(name) is not None:
+            raise SubscriptionRefused("case_clash", name)
+        limit = self.settings.max_generic_channels
+        if limit is not None and sum(channel_kind(c) == "u" for c in self.channels) >= limit:
+            raise SubscriptionRefused("channel_limit", name)
+        return self.create_channel(name)
+
+    def _check_access(
+        self, channel: Channel, user: User, session: Session, filters: dict[str, str]
+    ) -> None:
+        """Raise :class:`SubscriptionRefused` unless *user* may subscribe to *channel*."""
+        name = channel.name
+        if channel.users is not None and user.username not in channel.users:
+            raise SubscriptionRefused("no_access", name)
+        if channel_kind(name) == "data" and not user.view_all_data:
+            raise SubscriptionRefused("cdc_needs_view_all_data", name)
+        if channel.where_fields & user.hidden_fields:
+            raise SubscriptionRefused("no_field_access", name)
+        if channel.fields is not None:
+            unknown = tuple(field for field in filters if field not in channel.fields)
+            if unknown:
+                raise SubscriptionRefused("unknown_query_fields", name, unknown)
+        if channel.max_subscribers is not None and not _subscribed(session, name):
+            others = [s for s in self.live_sessions() if s is not session and _subscribed(s, name)]
+            if len(others) >= channel.max_subscribers:
+                raise SubscriptionRefused("subscriber_limit", name)
+
     def unsubscribe(self, session: Session, name: str) -> bool:
         """Remove a subscription and the events still queued for it."""
         if session.subscriptions.pop(name, None) is None:
@@ -609,11 +807,30 @@ class OrgState:
         return True
 
     def take_pending(self, session: Session, limit: int | None = None) -> list[Delivery]:
-        """Pop up to *limit* queued deliveries of *session* (all with ``None``)."""
-        count = len(session.pending) if limit is None else min(limit, len(session.pending))
+        """Pop up to *limit* queued deliveries of *session* (all with ``None``).
+
+        The org's daily delivery allowance caps the batch too.
+        """
+        count = len(session.pending)
+        for cap in (limit, self.delivery_allowance()):
+            if cap is not None:
+                count = min(count, cap)
         batch = [session.pending.popleft() for _ in range(count)]
-        self.stats.events_delivered += len(batch)
+        self.deliveries.extend([self.now()] * count)
+        self.stats.events_delivered += count
         return batch
+
+    def delivery_allowance(self) -> int | None:
+        """Return the deliveries left in the rolling 24 hours (``None``: no limit)."""
+        horizon = self.now() - DAILY_WINDOW
+        while self.deliveries and self.deliveries[0] <= horizon:
+            self.deliveries.popleft()
+        limit = self.settings.daily_delivery_limit
+        return None if limit is None else max(0, limit - len(self.deliveries))
+
+    def user_clients(self, username: str) -> int:
+        """Return how many live Bayeux sessions *username* has."""
+        return sum(session.username == username for session in self.live_sessions())
 
     # -- injected faults ---------------------------------------------------------------
 
@@ -630,3 +847,7 @@ class OrgState:
     def iter_events(self, channel: str) -> Iterator[Event]:
         """Iterate over the retained events of *channel*."""
         return iter(self.get_channel(channel).events)
+
+
+def _subscribed(session: Session, channel: str) -> bool:
+    return any(sub.channel == channel for sub in session.subscriptions.values())

@@ -1020,3 +1020,270 @@ async def test_stats_and_log(client: RawClient, emulator: SalesforceEmulator) ->
     assert kinds == ["oauth", "bayeux", "bayeux", "bayeux"]
     stats.reset()
     assert emulator.stats.handshakes == 0
+
+
+# -- org permissions and limits (the Streaming API error table) -----------------------------
+
+
+def subscribe_error(client: RawClient, subscription: str, error: str) -> dict[str, Any]:
+    """The exact reply Salesforce sends when it refuses *subscription*."""
+    return {
+        "clientId": client.client_id,
+        "channel": "/meta/subscribe",
+        "id": "2",
+        "subscription": subscription,
+        "error": error,
+        "successful": False,
+    }
+
+
+async def test_filter_on_a_field_the_topic_entity_lacks(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/topic/Foo", fields=["Id", "Name", "Type"])
+    await client.handshake()
+    assert await client.subscribe("/topic/Foo?Bar=1") == subscribe_error(
+        client, "/topic/Foo?Bar=1", "400::Query fields {Bar} do not exist on the topic entity"
+    )
+    reply = await client.subscribe("/topic/Foo?Bar=1&Type=Partner&Baz=2")
+    assert reply["error"] == "400::Query fields {Bar, Baz} do not exist on the topic entity"
+    assert (await client.subscribe("/topic/Foo?Type=Technology Partner"))["successful"] is True
+
+
+async def test_filter_on_any_field_without_declared_fields(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/topic/Foo")
+    await client.handshake()
+    assert (await client.subscribe("/topic/Foo?Bar=1"))["successful"] is True
+
+
+async def test_dynamic_generic_channel_needs_create_permission(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.configure(dynamic_channels=True)
+    emulator.set_user_permissions(can_create_channels=False)
+    await client.handshake()
+    assert await client.subscribe("/u/New") == subscribe_error(
+        client, "/u/New", "403::Cannot create channel {/u/New}"
+    )
+    assert "/u/New" not in emulator.channels
+    emulator.set_user_permissions(can_create_channels=True)
+    assert (await client.subscribe("/u/New"))["successful"] is True
+    assert "/u/New" in emulator.channels
+
+
+async def test_generic_channel_is_not_created_without_dynamic_creation(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    await client.handshake()
+    reply = await client.subscribe("/u/New")
+    assert reply == subscribe_error(client, "/u/New", "404::Unknown channel")
+
+
+async def test_dynamic_creation_stops_at_the_channel_limit(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/u/Existing")
+    emulator.configure(dynamic_channels=True, max_generic_channels=1)
+    await client.handshake()
+    assert await client.subscribe("/u/New") == subscribe_error(
+        client,
+        "/u/New",
+        "403::Unable to create channel dynamically, maximum channel limit has been exceeded",
+    )
+    assert (await client.subscribe("/u/Existing"))["successful"] is True
+
+
+async def test_generic_channel_names_may_not_vary_only_by_case(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/u/Notes")
+    emulator.configure(dynamic_channels=True)
+    await client.handshake()
+    assert await client.subscribe("/u/notes") == subscribe_error(
+        client, "/u/notes", "403::channel names may not vary only by case"
+    )
+    with pytest.raises(ValueError, match="may not vary only by case: /u/Notes exists"):
+        emulator.create_channel("/u/NOTES")
+
+
+@pytest.mark.parametrize(
+    ("channel", "error"),
+    [
+        ("/topic/Secret", "403::Subscriber does not have access to the entity in this topic"),
+        ("/u/Secret", "403::No access on channel"),
+        ("/event/Secret__e", "403::Restricted channel"),
+        ("/data/AccountChangeEvent", "403::Restricted channel"),
+    ],
+)
+async def test_channel_restricted_to_other_users(
+    client: RawClient, emulator: SalesforceEmulator, channel: str, error: str
+) -> None:
+    emulator.create_channel(channel, users=["someone.else@example.com"])
+    await client.handshake()
+    assert await client.subscribe(channel) == subscribe_error(client, channel, error)
+    emulator.create_channel(channel, users=[emulator.credentials.username])
+    assert (await client.subscribe(channel))["successful"] is True
+
+
+async def test_pushtopic_where_clause_on_a_hidden_field(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/topic/Deals", where_fields=["Amount", "Secret__c"])
+    emulator.set_user_permissions(hidden_fields=["Secret__c"])
+    await client.handshake()
+    assert await client.subscribe("/topic/Deals") == subscribe_error(
+        client,
+        "/topic/Deals",
+        "403::Subscriber does not have access to all fields referenced in the where clause of "
+        "the PushTopic",
+    )
+    emulator.set_user_permissions(hidden_fields=[])
+    assert (await client.subscribe("/topic/Deals"))["successful"] is True
+
+
+async def test_user_not_enabled_for_streaming(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/topic/Foo")
+    emulator.set_user_permissions(streaming_enabled=False)
+    await client.handshake()
+    assert await client.subscribe("/topic/Foo") == subscribe_error(
+        client, "/topic/Foo", "403::User not enabled for streaming"
+    )
+
+
+async def test_change_events_need_view_all_data(
+    client: RawClient, emulator: SalesforceEmulator
+) -> None:
+    emulator.create_channel("/data/ChangeEvents")
+    emulator.create_channel("/event/Low_Ink__e")
+    emulator.set_user_permissions(view_all_data=False)
+    await client.handshake()
+    assert await client.subscribe("/data/ChangeEvents") == subscribe_error(
+        client,
+        "/data/ChangeEvents",
+        "403::User not allowed to subscribe CDC without View All Data permissions",
+    )
+    assert (await client.subscribe("/event/Low_Ink__e"))["successful"] is True
+
+
+@pytest.mark.parametrize("channel", ["/topic/Busy", "/u/Busy"])
+async def test_subscription_limit_per_topic(
+    make_client: ClientFactory, emulator: SalesforceEmulator, channel: str
+) -> None:
+    emulator.create_channel(channel, max_subscribers=1)
+    first, second = await make_client(), await make_client()
+    await first.start(channel)
+    await second.handshake()
+    assert await second.subscribe(channel) == subscribe_error(
+        second, channel, "403::Subscription limit exceeded for this topic"
+    )
+    # The subscribed client is one client, whatever its filters.
+    assert (await first.subscribe(f"{channel}?Name=A"))["successful"] is True
+    [reply] = await first.send(
+        {"channel": "/meta/unsubscribe", "clientId": first.client_id, "subscription": channel}
+    )
+    assert reply["successful"] is True
+    [reply] = await first.send(
+        {
+            "channel": "/meta/unsubscribe",
+            "clientId": first.client_id,
+            "subscription": f"{channel}?Name=A",
+        }
+    )
+    assert reply["successful"] is True
+    assert (await second.subscribe(channel))["successful"] is True
+
+
+def test_subscription_limit_is_for_topics_and_generic_channels(
+    emulator: SalesforceEmulator,
+) -> None:
+    with pytest.raises(ValueError, match="PushTopics and generic channels only"):
+        emulator.create_channel("/event/Low_Ink__e", max_subscribers=1)
+    with pytest.raises(ValueError, match="PushTopic"):
+        emulator.create_channel("/u/Notes", fields=["Id"])
+
+
+async def test_simultaneous_connections_per_user(make_client: ClientFactory) -> None:
+    async with SalesforceEmulator(
+        client_expiry=CLIENT_EXPIRY, max_connections_per_user=1
+    ) as server:
+        first = await make_client(server=server)
+        second = await make_client(server=server)
+        assert (await first.handshake())["successful"] is True
+        assert await second.handshake() == {
+            "advice": {"reconnect": "none"},
+            "ext": {
+                "sfdc": {
+                    "failureReason": "403::To protect all customers from excessive use and "
+                    "Denial of Service attacks, we limit the number of simultaneous connections "
+                    "per server.  Your request has been denied because this limit has been "
+                    "exceeded.  Please try your request again later."
+                },
+                "replay": True,
+                "payload.format": True,
+            },
+            "channel": "/meta/handshake",
+            "id": "1",
+            "error": "403::Handshake denied",
+            "successful": False,
+        }
+        # Another user of the org still gets in.
+        server.add_user("other@example.com", "other-password")
+        other = RawClient(server, second.session, server.issue_access_token("other@example.com"))
+        assert (await other.handshake())["successful"] is True
+
+
+async def test_daily_delivery_limit(make_client: ClientFactory) -> None:
+    async with SalesforceEmulator(
+        connect_timeout=CONNECT_TIMEOUT, client_expiry=48 * 3600, daily_delivery_limit=2
+    ) as server:
+        server.create_channel("/topic/X")
+        for _ in range(3):
+            server.publish("/topic/X")
+        client = await make_client(server=server)
+        await client.start("/topic/X", replay=-2)
+        assert replay_ids(await client.connect()) == [1, 2]
+        assert await client.connect() == [
+            {
+                "clientId": client.client_id,
+                "advice": {"reconnect": "none", "interval": 0},
+                "channel": "/meta/connect",
+                "id": "5",
+                "error": "403::Organization total events daily limit exceeded",
+                "successful": False,
+            }
+        ]
+        # The allowance is a rolling 24 hours; the undelivered event is still queued.
+        server.advance(24 * 3600)
+        assert replay_ids(await client.connect()) == [3]
+
+
+async def test_daily_limit_reached_while_connects_are_held(make_client: ClientFactory) -> None:
+    async with SalesforceEmulator(
+        connect_timeout=5.0, client_expiry=3600, daily_delivery_limit=1
+    ) as server:
+        server.create_channel("/topic/X")
+        first, second = await make_client(server=server), await make_client(server=server)
+        for client in (first, second):
+            await client.start("/topic/X")
+        held = [asyncio.create_task(client.connect()) for client in (first, second)]
+        await asyncio.sleep(0.1)
+        assert len(server._bayeux.held_client_ids) == 2
+        server.publish("/topic/X")
+        replies = await asyncio.gather(*held)
+        # One client got the event; the allowance was gone when the other one woke.
+        assert sorted(len(events_of(reply)) for reply in replies) == [0, 1]
+        errors = [reply[-1].get("error") for reply in replies if not events_of(reply)]
+        assert errors == ["403::Organization total events daily limit exceeded"]
+
+
+async def test_daily_limit_refuses_the_first_connect(make_client: ClientFactory) -> None:
+    async with SalesforceEmulator(client_expiry=3600, daily_delivery_limit=0) as server:
+        client = await make_client(server=server)
+        await client.handshake()
+        [reply] = await client.connect()
+        assert reply["error"] == "403::Organization total events daily limit exceeded"
+        assert reply["advice"] == {"reconnect": "none", "interval": 0}

@@ -187,6 +187,28 @@ async def test_client_credentials_grant(
     )
 
 
+async def test_client_credentials_need_my_domain(
+    http: aiohttp.ClientSession, emulator: SalesforceEmulator
+) -> None:
+    emulator.configure(my_domain=False)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": emulator.credentials.consumer_key,
+        "client_secret": emulator.credentials.consumer_secret,
+    }
+    status, body = await post_token(http, emulator, form)
+    assert (status, body) == (
+        400,
+        {"error": "invalid_grant", "error_description": "request not supported on this domain"},
+    )
+    # login.salesforce.com still serves the other flows.
+    status, _ = await post_token(http, emulator, password_form(emulator))
+    assert status == 200
+    emulator.configure(my_domain=True)
+    status, _ = await post_token(http, emulator, form)
+    assert status == 200
+
+
 async def test_revoke_endpoint(http: aiohttp.ClientSession, emulator: SalesforceEmulator) -> None:
     _, body = await post_token(http, emulator, password_form(emulator))
     token = body["access_token"]

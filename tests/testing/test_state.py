@@ -10,8 +10,11 @@ from aiosfstream.testing.events import format_datetime
 from aiosfstream.testing.state import (
     ChannelNotFound,
     InvalidReplayId,
+    OrgSettings,
     OrgState,
     Session,
+    SubscriptionRefused,
+    name_set,
     split_subscription,
 )
 
@@ -233,3 +236,61 @@ def test_stats_as_dict(state: OrgState) -> None:
     assert data["grants"] == {"password": 1}
     state.stats.reset()
     assert state.stats.as_dict()["grants"] == {}
+
+
+def test_settings_are_checked_before_any_change() -> None:
+    settings = OrgSettings()
+    with pytest.raises(ValueError, match="unknown setting 'max_client'"):
+        settings.update({"max_clients": 3, "max_client": 3})
+    assert settings.max_clients is None
+    with pytest.raises(TypeError, match="'dynamic_channels' must be true or false"):
+        settings.update({"dynamic_channels": 1})
+    with pytest.raises(TypeError, match="'max_clients' must be an integer or null"):
+        settings.update({"max_clients": True})
+    with pytest.raises(ValueError, match="'max_batch_size' must be at least 1"):
+        settings.update({"max_batch_size": 0})
+    settings.update({"max_clients": 0, "my_domain": False})
+    assert settings.as_dict()["max_clients"] == 0
+    assert settings.as_dict()["my_domain"] is False
+
+
+def test_daily_allowance_is_a_rolling_window(state: OrgState, clock: FakeClock) -> None:
+    state.settings.update({"daily_delivery_limit": 3})
+    state.client_expiry = 48 * 3600
+    state.create_channel("/topic/T")
+    session = open_session(state)
+    state.subscribe(session, "/topic/T", -1)
+    for _ in range(2):
+        publish(state, "/topic/T")
+    assert len(state.take_pending(session)) == 2
+    clock.now += 3600
+    for _ in range(2):
+        publish(state, "/topic/T")
+    # One delivery left: the batch is cut, the rest waits.
+    assert len(state.take_pending(session)) == 1
+    assert state.delivery_allowance() == 0
+    clock.now += 23 * 3600
+    assert state.delivery_allowance() == 2
+    assert len(state.take_pending(session)) == 1
+
+
+def test_refusal_carries_the_unknown_fields(state: OrgState) -> None:
+    state.create_channel("/topic/T", fields=["Id"])
+    session = open_session(state)
+    with pytest.raises(SubscriptionRefused) as refused:
+        state.subscribe(session, "/topic/T?B=1&Id=2&A=3", -1)
+    assert (refused.value.reason, refused.value.fields) == ("unknown_query_fields", ("B", "A"))
+
+
+def test_create_channel_again_replaces_the_options_and_keeps_the_events(state: OrgState) -> None:
+    state.create_channel("/topic/T", fields=["Id"], max_subscribers=1)
+    publish(state, "/topic/T")
+    channel = state.create_channel("/topic/T")
+    assert (channel.fields, channel.max_subscribers) == (None, None)
+    assert [event.replay_id for event in channel.events] == [1]
+
+
+@pytest.mark.parametrize("names", ["Id", 3, ["Id", ""], ["Id", 3]])
+def test_name_set_refuses_anything_but_names(names: Any) -> None:
+    with pytest.raises(TypeError, match="fields must"):
+        name_set("fields", names)
