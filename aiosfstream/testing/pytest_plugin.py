@@ -8,7 +8,11 @@ through a marker::
     async def test_reconnect(sf_emulator):
         ...
 
-The fixture needs pytest-asyncio; without it only tests that use the fixture fail.
+The fixture needs pytest-asyncio, in either mode: in ``strict`` mode the tests that use
+it need ``@pytest.mark.asyncio``, as every async test does. It runs in the event loop of
+``asyncio_default_fixture_loop_scope`` (``function`` by default), so a test with another
+``loop_scope`` needs that option to match. Without pytest-asyncio only the tests that use
+the fixture fail.
 """
 
 from __future__ import annotations

@@ -60,20 +60,69 @@ def test_without_fixture():
 """
 
 
+STRICT_STREAM_TEST_FILE = """
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_streams(sf_emulator):
+    sf_emulator.create_channel("/topic/Strict")
+    credentials = sf_emulator.credentials
+    form = {
+        "grant_type": "password",
+        "client_id": credentials.consumer_key,
+        "client_secret": credentials.consumer_secret,
+        "username": credentials.username,
+        "password": credentials.password,
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(sf_emulator.token_url, data=form) as response:
+            token = await response.json()
+        url = token["instance_url"] + "/cometd/66.0"
+        headers = {"Authorization": "Bearer " + token["access_token"]}
+
+        async def send(**message):
+            async with http.post(url, json=[message], headers=headers) as response:
+                return await response.json()
+
+        [handshake] = await send(channel="/meta/handshake", version="1.0")
+        client = handshake["clientId"]
+        await send(channel="/meta/subscribe", clientId=client, subscription="/topic/Strict")
+        await send(channel="/meta/connect", clientId=client, connectionType="long-polling")
+        sf_emulator.publish("/topic/Strict", {"Name": "Acme"})
+        replies = await send(
+            channel="/meta/connect", clientId=client, connectionType="long-polling"
+        )
+    assert replies[0]["data"]["sobject"]["Name"] == "Acme"
+"""
+
+
 def run_pytest(
-    tmp_path: Path, *args: str, source: str = TEST_FILE, pythonpath: Sequence[str] = ()
+    tmp_path: Path,
+    *args: str,
+    source: str = TEST_FILE,
+    pythonpath: Sequence[str] = (),
+    autoload: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_child.py").write_text(source)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([*pythonpath, str(ROOT)])
     env.pop("PYTEST_ADDOPTS", None)
+    if autoload:
+        plugins = _plugin_args()
+    else:
+        # Only the plugins named here: nothing comes from installed entry points.
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+        plugins = ["-p", "pytest_asyncio.plugin", "-p", PLUGIN]
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
             "-q",
-            *_plugin_args(),
+            *plugins,
             "-W",
             "error",
             "-p",
@@ -99,6 +148,20 @@ def test_fixture_in_strict_mode(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "3 passed" in result.stdout
+
+
+def test_fixture_streams_in_strict_mode_with_explicit_plugins(tmp_path: Path) -> None:
+    result = run_pytest(
+        tmp_path,
+        "-o",
+        "asyncio_mode=strict",
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        source=STRICT_STREAM_TEST_FILE,
+        autoload=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
 
 
 def test_missing_pytest_asyncio_only_fails_the_fixture_users(tmp_path: Path) -> None:
