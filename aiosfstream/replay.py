@@ -7,7 +7,9 @@ the id is ``-1`` (new events only), ``-2`` (everything retained) or the replay i
 event processed, in which case Salesforce sends the events *after* it.
 
 A :class:`ReplayMarkerStorage` remembers, per channel, the :class:`ReplayMarker` of the newest
-event processed and adds the matching replay id to every subscribe request.
+event processed and adds the matching replay id to every subscribe request.  A marker keeps
+the event's date as Salesforce wrote it, so storages written by aiosfstream 0.5 and by this
+version can be used by either; dates are parsed only to order markers.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import math
 import re
 import sys
 from abc import abstractmethod
 from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -30,20 +32,20 @@ from aiosfstream.cometd.extensions import Extension
 from aiosfstream.exceptions import ReplayError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from aiosfstream.typing import Headers, Message, Payload
 
 __all__ = [
     "ConstantReplayId",
     "DefaultMappingStorage",
+    "DefaultReplayIdMixin",
     "MappingStorage",
     "ReplayMarker",
     "ReplayMarkerStorage",
+    "ReplayMarkerStorageContextManager",
     "ReplayMarkerStoragePolicy",
     "ReplayOption",
-    "is_newer",
-    "marker_from_message",
-    "parse_marker_date",
-    "storage_from",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,8 +65,10 @@ class ReplayOption(enum.IntEnum):
 class ReplayMarker(NamedTuple):
     """Where an event sits in its channel's stream.
 
-    :param date: when the event was created, as an ISO-8601 UTC string, or ``""`` when the
-        event carried no date
+    :param date: when the event was created, as the event's text says it (see
+        :meth:`ReplayMarkerStorage.get_message_date`): an ISO-8601 string such as
+        ``2016-03-29T16:40:08.208Z``, or epoch milliseconds in decimal for Change Data
+        Capture; ``""`` when the event carried no date
     :param replay_id: the event's opaque replay id
     """
 
@@ -78,8 +82,9 @@ class ReplayMarkerStoragePolicy(enum.Enum):
     #: The client stores a message's marker when :meth:`~aiosfstream.Client.receive`
     #: hands the message to the user.
     AUTOMATIC = "automatic"
-    #: The user stores it, once the message is processed, with the client's
-    #: ``replay_storage(message)`` context manager.
+    #: The user stores it, once the message is processed: ``async with
+    #: client.replay_storage(message):`` or ``await
+    #: client.replay_storage.extract_replay_id(message)``.
     MANUAL = "manual"
 
 
@@ -106,21 +111,13 @@ def _from_isoformat(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-#: Length of a normalised marker date, ``2017-07-25T19:16:46.653000+00:00``.
-_NORMALISED_LENGTH = 32
-
-
-def _is_normalised(date: str) -> bool:
-    return len(date) == _NORMALISED_LENGTH and date.endswith("+00:00") and date[10] == "T"
-
-
 def parse_marker_date(date: str) -> datetime | None:
     """Parse a replay marker's date into an aware UTC :class:`~datetime.datetime`.
 
     Accepts ISO-8601 with ``Z`` or ``+0000``, with or without milliseconds, and epoch
-    milliseconds written as digits (the form older versions stored for Change Data Capture
-    events).  A date without a time zone is taken as UTC.  Returns ``None`` for ``""`` and
-    for anything that is not a date.
+    milliseconds written as digits (the date of a Change Data Capture event).  A date
+    without a time zone is taken as UTC.  Returns ``None`` for ``""`` and for anything that
+    is not a date.
     """
     if not isinstance(date, str):
         return None
@@ -128,7 +125,11 @@ def parse_marker_date(date: str) -> datetime | None:
     if not text:
         return None
     if text.lstrip("-").isdigit():
-        return _epoch_millis_to_datetime(int(text))
+        try:
+            millis = int(text)
+        except ValueError:  # digits int() refuses: not ASCII, or thousands of them
+            return None
+        return _epoch_millis_to_datetime(millis)
     try:
         parsed = _from_isoformat(text)
     except ValueError:
@@ -144,86 +145,91 @@ def parse_marker_date(date: str) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-# Salesforce's usual forms: "2016-03-29T16:40:08.208Z", "...08.208+0000", "...08Z".
-_MILLIS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(?:Z|\+0000|\+00:00)")
-_SECONDS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|\+0000|\+00:00)")
-
-
-def _normalise_date(value: Any) -> str:
-    """Turn a date found in a message into the one string form markers use."""
-    if isinstance(value, str):
-        # The common UTC forms are rewritten as text: the same result as parsing,
-        # without the cost of it on every event.
-        if _MILLIS_UTC.fullmatch(value):
-            return f"{value[:23]}000+00:00"
-        if _SECONDS_UTC.fullmatch(value):
-            return f"{value[:19]}.000000+00:00"
-    if isinstance(value, bool):
-        return ""
-    if isinstance(value, int):
-        parsed = _epoch_millis_to_datetime(value)
-    elif isinstance(value, float):
-        parsed = _epoch_millis_to_datetime(round(value)) if math.isfinite(value) else None
-    elif isinstance(value, str):
-        parsed = parse_marker_date(value)
-    else:
-        parsed = None
-    if parsed is None:
-        return ""
-    return parsed.isoformat(timespec="microseconds")
-
-
 def _get_dict(container: Any, key: str) -> dict[str, Any]:
     value = container.get(key) if isinstance(container, dict) else None
     return value if isinstance(value, dict) else {}
 
 
+def _message_date(data: dict[str, Any]) -> str:
+    """The creation date in an event's *data*, as written there, or ``""``."""
+    created = _get_dict(data, "event").get("createdDate")
+    if isinstance(created, str):  # PushTopic, generic streaming
+        return created
+    payload = _get_dict(data, "payload")
+    if "ChangeEventHeader" in payload:
+        # Change Data Capture: the commit time in epoch milliseconds, as decimal text like
+        # 0.5 stored it.  The payload's CreatedDate is the record's, not the event's.
+        timestamp = _get_dict(payload, "ChangeEventHeader").get("commitTimestamp")
+        if isinstance(timestamp, bool):
+            return ""
+        if isinstance(timestamp, int):
+            return str(timestamp)
+        return timestamp if isinstance(timestamp, str) else ""
+    created = payload.get("CreatedDate")  # platform events
+    return created if isinstance(created, str) else ""
+
+
 def marker_from_message(message: Message) -> ReplayMarker:
     """Return the replay marker of an event message.
 
-    The replay id is ``data.event.replayId`` for every event type.  The date comes from,
-    in order: ``data.event.createdDate`` (PushTopic, generic streaming),
-    ``data.payload.ChangeEventHeader.commitTimestamp`` (Change Data Capture, epoch
-    milliseconds) and ``data.payload.CreatedDate`` (platform events).  It is normalised to
-    an ISO-8601 UTC string such as ``2017-07-25T19:16:46.653000+00:00``; an event without a
-    usable date gets ``date=""``.
+    The replay id is ``data.event.replayId`` for every event type; the date is
+    :meth:`ReplayMarkerStorage.get_message_date`, or ``""`` for an event without one.
 
     :raises ReplayError: the message has no integer replay id
     """
     channel = message.get("channel") if isinstance(message, dict) else None
     data = _get_dict(message, "data")
-    event = _get_dict(data, "event")
-    replay_id = event.get("replayId")
+    replay_id = _get_dict(data, "event").get("replayId")
     if isinstance(replay_id, bool) or not isinstance(replay_id, int):
         raise ReplayError(f"message on channel {channel!r} has no integer data.event.replayId")
-
-    payload = _get_dict(data, "payload")
-    header = _get_dict(payload, "ChangeEventHeader")
-    for candidate in (
-        event.get("createdDate"),
-        header.get("commitTimestamp"),
-        payload.get("CreatedDate"),
-    ):
-        date = _normalise_date(candidate)
-        if date:
-            break
-    else:
+    date = _message_date(data)
+    if not date:
         logger.debug("message on channel %r has no creation date", channel)
     return ReplayMarker(date=date, replay_id=replay_id)
+
+
+def marker_to_store(message: Message) -> ReplayMarker | None:
+    """The marker of *message*, or ``None`` (and a warning) if it has no replay id.
+
+    An event without a replay id cannot be replayed: there is nothing to store.  Both
+    policies store markers through this function.
+    """
+    try:
+        return marker_from_message(message)
+    except ReplayError as error:
+        logger.warning("replay marker not stored: %s", error)
+        return None
+
+
+# The UTC forms Salesforce writes, "2016-03-29T16:40:08.208Z", "...08.208+0000" (before
+# API 37.0), "...08Z", and the "...08.208000+00:00" that 1.0 previews stored.
+_UTC_TEXT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,6}))?(?:Z|\+0000|\+00:00)")
+
+
+def _text_order_key(date: str) -> str | None:
+    """*date* rewritten so that text order is time order, for the forms above; else ``None``."""
+    match = _UTC_TEXT.fullmatch(date)
+    if match is None:
+        return None
+    seconds, fraction = match.groups()
+    return f"{seconds}.{(fraction or '').ljust(6, '0')}"
 
 
 def is_newer(candidate: ReplayMarker, current: ReplayMarker | None) -> bool:
     """Tell whether *candidate* should replace the stored *current* marker.
 
-    Markers are ordered by date; equal dates are ordered by replay id.  When either date is
-    missing or unreadable the candidate counts as newer, since nothing proves it is not.
+    Markers are ordered by date, whatever form each date is written in; equal dates are
+    ordered by replay id.  When either date is missing or unreadable the candidate counts
+    as newer, since nothing proves it is not.
     """
     if current is None:
         return True
-    if _is_normalised(candidate.date) and _is_normalised(current.date):
-        # Same fixed-width UTC form: text order is time order, no parsing needed.
-        if candidate.date != current.date:
-            return candidate.date > current.date
+    candidate_key = _text_order_key(candidate.date)
+    current_key = _text_order_key(current.date)
+    if candidate_key is not None and current_key is not None:
+        # The common case, compared without the cost of parsing.
+        if candidate_key != current_key:
+            return candidate_key > current_key
         return candidate.replay_id > current.replay_id
     candidate_date = parse_marker_date(candidate.date)
     current_date = parse_marker_date(current.date)
@@ -294,7 +300,9 @@ class ReplayMarkerStorage(Extension):
 
     Implement :meth:`get_replay_marker` and :meth:`set_replay_marker`; everything else is
     built on them.  The storage is an extension: :meth:`outgoing` adds the replay id to
-    every ``/meta/subscribe`` message.
+    every ``/meta/subscribe`` message.  The client's storage is its ``replay_storage``
+    attribute; with the MANUAL policy, call it (:meth:`__call__`) or
+    :meth:`extract_replay_id` to store a processed message's marker.
     """
 
     #: The replay id used for a channel that has no stored marker.
@@ -311,8 +319,9 @@ class ReplayMarkerStorage(Extension):
     async def get_replay_id(self, subscription: str) -> int:
         """Return the replay id to subscribe to *subscription* with.
 
-        A filtered PushTopic subscription (``/topic/Foo?Type=Bar``) without a marker of
-        its own uses the marker of its channel.
+        That is the stored marker's id, or :attr:`default_id` when there is none.  A
+        filtered PushTopic subscription (``/topic/Foo?Type=Bar``) without a marker of its
+        own uses the marker of its channel, since the events arrive on the channel.
         """
         marker = await self.get_replay_marker(subscription)
         channel = _channel_of(subscription)
@@ -322,37 +331,40 @@ class ReplayMarkerStorage(Extension):
             return self.default_id
         return marker.replay_id
 
-    async def outgoing(self, payload: Payload, headers: Headers) -> None:
-        """Add ``ext.replay`` to every subscribe message that does not have one yet.
-
-        The handshake gets ``ext.replay: true`` to announce the extension.
+    async def insert_replay_id(self, message: Message) -> None:
+        """Add ``ext.replay`` with :meth:`get_replay_id` to the ``/meta/subscribe`` *message*.
 
         A message whose ``ext.replay`` already names its subscription is left alone, so the
         client can force a replay option (for example the fallback after an invalid replay
-        id).  A PushTopic filter (``/topic/Foo?Type=Bar``) shares the marker of its channel,
-        since the events arrive on the channel.
+        id); so is one without a subscription.
+        """
+        subscription = message.get("subscription")
+        if not isinstance(subscription, str):
+            return
+        ext = message.setdefault("ext", {})
+        if not isinstance(ext, dict):
+            return
+        replay = ext.get("replay")
+        if isinstance(replay, dict) and subscription in replay:
+            return
+        replay_id = await self.get_replay_id(subscription)
+        if isinstance(replay, dict):
+            replay[subscription] = replay_id
+        else:
+            ext["replay"] = {subscription: replay_id}
+
+    async def outgoing(self, payload: Payload, headers: Headers) -> None:
+        """Insert the replay id into every subscribe message (:meth:`insert_replay_id`).
+
+        The handshake gets ``ext.replay: true`` to announce the extension.
         """
         for message in payload:
-            if message.get("channel") == MetaChannel.HANDSHAKE:
+            channel = message.get("channel")
+            if channel == MetaChannel.HANDSHAKE:
                 # Announce the replay extension, as Salesforce's own clients do.
                 message.setdefault("ext", {}).setdefault("replay", True)
-                continue
-            if message.get("channel") != MetaChannel.SUBSCRIBE:
-                continue
-            subscription = message.get("subscription")
-            if not isinstance(subscription, str):
-                continue
-            ext = message.setdefault("ext", {})
-            if not isinstance(ext, dict):
-                continue
-            replay = ext.get("replay")
-            if isinstance(replay, dict) and subscription in replay:
-                continue
-            replay_id = await self.get_replay_id(subscription)
-            if isinstance(replay, dict):
-                replay[subscription] = replay_id
-            else:
-                ext["replay"] = {subscription: replay_id}
+            elif channel == MetaChannel.SUBSCRIBE:
+                await self.insert_replay_id(message)
 
     async def incoming(self, payload: Payload, headers: Headers | None = None) -> None:
         """Do nothing: markers are stored when messages are consumed, not received."""
@@ -387,18 +399,82 @@ class ReplayMarkerStorage(Extension):
         for subscription, marker in markers.items():
             await self.store_marker(subscription, marker)
 
-    async def store_message(self, message: Message) -> None:
-        """Store the marker of the event *message* under its channel.
+    @staticmethod
+    def get_message_date(message: Message) -> str:
+        """Return the creation date of the event *message*, as the message writes it.
 
-        :raises ReplayError: the message has no channel or no replay id
+        It is ``data.event.createdDate`` for PushTopic and generic streaming events; for a
+        Change Data Capture event (whose payload has a ``ChangeEventHeader``) the header's
+        ``commitTimestamp``, epoch milliseconds, written in decimal; and
+        ``data.payload.CreatedDate`` for platform events.
+
+        :raises ReplayError: the message has no creation date
         """
-        channel = message.get("channel")
+        date = _message_date(_get_dict(message, "data"))
+        if not date:
+            channel = message.get("channel") if isinstance(message, dict) else None
+            raise ReplayError(f"message on channel {channel!r} has no creation date")
+        return date
+
+    async def extract_replay_id(self, message: Message) -> None:
+        """Store the marker of the event *message* under its channel, unless it is older.
+
+        Replayed, older events therefore never move the marker back.  A message without a
+        replay id stores nothing and logs a warning; one without a date is stored with
+        ``date=""``.
+
+        :raises ReplayError: the message has no channel
+        """
+        channel = message.get("channel") if isinstance(message, dict) else None
         if not isinstance(channel, str):
             raise ReplayError("message has no channel")
-        await self.store_marker(channel, marker_from_message(message))
+        marker = marker_to_store(message)
+        if marker is not None:
+            await self.store_marker(channel, marker)
+
+    def __call__(self, message: Message) -> ReplayMarkerStorageContextManager:
+        """Return an ``async with`` block that stores *message*'s marker if it succeeds.
+
+        This is how the MANUAL policy stores markers once a message is processed::
+
+            async with client.replay_storage(message):
+                await process(message)
+
+        If the block raises, nothing is stored: the next run receives the message again.
+        """
+        return ReplayMarkerStorageContextManager(self, message)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(default_id={self.default_id!r})"
+
+
+class ReplayMarkerStorageContextManager(AbstractAsyncContextManager[None]):
+    """Stores *message*'s marker in *replay_storage* when the ``async with`` block succeeds.
+
+    When the block raises, nothing is stored and the exception goes on.  Made by calling
+    a storage: ``replay_storage(message)``.
+
+    :param replay_storage: where the marker goes
+    :param message: the event being processed
+    """
+
+    def __init__(self, replay_storage: ReplayMarkerStorage, message: Message) -> None:
+        self.replay_storage = replay_storage
+        self.message = message
+
+    async def __aenter__(self) -> None:
+        """Enter the block; nothing happens yet."""
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        """Store the marker (:meth:`ReplayMarkerStorage.extract_replay_id`) if the block
+        ended without an exception."""
+        if exc_type is None:
+            await self.replay_storage.extract_replay_id(self.message)
 
 
 def _as_marker(subscription: str, value: object) -> ReplayMarker | None:
@@ -502,7 +578,25 @@ class MappingStorage(ReplayMarkerStorage):
         )
 
 
-class DefaultMappingStorage(MappingStorage):
+class DefaultReplayIdMixin:
+    """Gives a storage a *default_id* argument: the replay id of channels without a marker.
+
+    Put it first among the base classes: ``class MyStorage(DefaultReplayIdMixin,
+    MappingStorage)``.  The other arguments go on to the next base class, by keyword.
+
+    :param default_id: a :class:`ReplayOption` or a replay id
+    :raises TypeError: *default_id* is not an int
+    :raises ValueError: *default_id* is below ``-2``
+    """
+
+    default_id: int
+
+    def __init__(self, default_id: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.default_id = check_replay_id("default_id", default_id)
+
+
+class DefaultMappingStorage(DefaultReplayIdMixin, MappingStorage):
     """A :class:`MappingStorage` that subscribes with *default_id* when it has no marker.
 
     :param mapping: keys are channel names, values :class:`ReplayMarker` objects
@@ -510,18 +604,14 @@ class DefaultMappingStorage(MappingStorage):
     """
 
     def __init__(self, mapping: MutableMapping[str, Any], default_id: int) -> None:
-        super().__init__(mapping)
-        self.default_id = check_replay_id("default_id", default_id)
+        super().__init__(mapping=mapping, default_id=default_id)
 
 
-class ConstantReplayId(ReplayMarkerStorage):
+class ConstantReplayId(DefaultReplayIdMixin, ReplayMarkerStorage):
     """Always subscribes with the same replay id and stores nothing.
 
     :param default_id: a :class:`ReplayOption` or a replay id
     """
-
-    def __init__(self, default_id: int) -> None:
-        self.default_id = check_replay_id("default_id", default_id)
 
     async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
         """Return ``None``: nothing is stored."""
