@@ -1,4 +1,10 @@
-"""aiosfstream: an asyncio client for the Salesforce Streaming API."""
+"""aiosfstream: an asyncio client for the Salesforce Streaming API.
+
+The package re-exports the public names of :mod:`aiosfstream.auth`,
+:mod:`aiosfstream.client`, :mod:`aiosfstream.replay` and :mod:`aiosfstream.stores`, except
+their module-level constants: settings such as ``aiosfstream.auth.TOKEN_URL`` are read from
+their module, so they are used, and assigned, there.
+"""
 
 import logging
 
@@ -9,39 +15,57 @@ from aiosfstream.auth import (
     JWTBearerAuthenticator,
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
+    SessionRefresher,
     SessionTokenAuthenticator,
+    jwt_bearer_claims,
+    my_domain_url,
+    parse_token_response,
 )
-from aiosfstream.client import Client, SalesforceStreamingClient
+from aiosfstream.client import Client, ReplayParameter, SalesforceStreamingClient
 from aiosfstream.replay import (
     ConstantReplayId,
     DefaultMappingStorage,
+    DefaultReplayIdMixin,
     MappingStorage,
     ReplayMarker,
     ReplayMarkerStorage,
+    ReplayMarkerStorageContextManager,
     ReplayMarkerStoragePolicy,
     ReplayOption,
 )
 from aiosfstream.stores import RedisReplayStorage, SQLiteReplayStorage
 
-__all__ = [
+# Grouped by the module that defines each name, not sorted as one list.
+__all__ = [  # noqa: RUF022
+    "__version__",
+    # aiosfstream.auth
     "AuthenticatorBase",
-    "Client",
     "ClientCredentialsAuthenticator",
+    "JWTBearerAuthenticator",
+    "PasswordAuthenticator",
+    "RefreshTokenAuthenticator",
+    "SessionRefresher",
+    "SessionTokenAuthenticator",
+    "jwt_bearer_claims",
+    "my_domain_url",
+    "parse_token_response",
+    # aiosfstream.client
+    "Client",
+    "ReplayParameter",
+    "SalesforceStreamingClient",
+    # aiosfstream.replay
     "ConstantReplayId",
     "DefaultMappingStorage",
-    "JWTBearerAuthenticator",
+    "DefaultReplayIdMixin",
     "MappingStorage",
-    "PasswordAuthenticator",
-    "RedisReplayStorage",
-    "RefreshTokenAuthenticator",
     "ReplayMarker",
     "ReplayMarkerStorage",
+    "ReplayMarkerStorageContextManager",
     "ReplayMarkerStoragePolicy",
     "ReplayOption",
+    # aiosfstream.stores
+    "RedisReplayStorage",
     "SQLiteReplayStorage",
-    "SalesforceStreamingClient",
-    "SessionTokenAuthenticator",
-    "__version__",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

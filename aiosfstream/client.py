@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+import warnings
+from collections.abc import MutableMapping
 from ssl import SSLContext
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeAlias
 
 from aiosfstream.auth import AuthenticatorBase, PasswordAuthenticator
 from aiosfstream.cometd import client as cometd_client
@@ -23,12 +22,10 @@ from aiosfstream.cometd.constants import (
 from aiosfstream.cometd.exceptions import CometdException
 from aiosfstream.cometd.exceptions import ServerError as CometdServerError
 from aiosfstream.cometd.recovery import RecoveryPolicy
-from aiosfstream.exceptions import (
-    AiosfstreamException,
-    ReplayError,
-    translate_errors,
-    twin_of,
-)
+from aiosfstream.exceptions import AiosfstreamException, translate_errors, twin_of
+
+# Where 0.5 had it: ``from aiosfstream.client import ServerError`` keeps working.
+from aiosfstream.exceptions import ServerError as ServerError
 from aiosfstream.policy import (
     DEFAULT_API_VERSION,
     SalesforceRecoveryPolicy,
@@ -37,19 +34,26 @@ from aiosfstream.policy import (
     failure_reason,
     is_invalid_replay_error,
 )
-from aiosfstream.replay import (
-    ReplayMarker,
-    ReplayMarkerStorage,
-    ReplayMarkerStoragePolicy,
-    ReplayOption,
-    marker_from_message,
-    storage_from,
-)
+from aiosfstream.replay import ReplayMarkerStorage, ReplayOption, marker_to_store, storage_from
+
+# 0.5 defined it here.
+from aiosfstream.replay import ReplayMarkerStoragePolicy as ReplayMarkerStoragePolicy
 from aiosfstream.typing import JsonDumper, JsonLoader, Message
 
-__all__ = ["AUTOMATIC_STORE_INTERVAL", "Client", "SalesforceStreamingClient"]
+__all__ = [
+    "API_VERSION",
+    "AUTOMATIC_STORE_INTERVAL",
+    "Client",
+    "ReplayParameter",
+    "SalesforceStreamingClient",
+]
 
-logger = logging.getLogger(__name__)
+LOGGER = logging.getLogger(__name__)
+
+#: The Streaming API version of clients created without ``api_version``.  Read when a
+#: client is created, so assigning it (as 0.5 users did to leave 45.0) changes the
+#: version of the clients created afterwards.
+API_VERSION = DEFAULT_API_VERSION
 
 #: With the AUTOMATIC policy, the most messages handed over between two marker stores
 #: while more messages wait in the prefetch queue.
@@ -58,21 +62,8 @@ AUTOMATIC_STORE_INTERVAL = 100
 #: Seconds the fallback subscription gets at least, when the refused one took long.
 FALLBACK_MIN_TIMEOUT = 1.0
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _translated(
-    method: Callable[_P, Coroutine[Any, Any, _R]],
-) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """Make a coroutine method raise aiosfstream's exceptions instead of CometD's."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        with translate_errors():
-            return await method(*args, **kwargs)
-
-    return wrapper
+#: What the client's ``replay`` argument may be.
+ReplayParameter: TypeAlias = ReplayOption | ReplayMarkerStorage | MutableMapping[str, Any]
 
 
 def _replay_id_of(message: Message) -> int | None:
@@ -90,7 +81,8 @@ class Client(cometd_client.Client):
     :param replay: where subscriptions start: a :class:`ReplayOption`, a
         :class:`~collections.abc.MutableMapping` that keeps the last
         :class:`ReplayMarker` of every channel (a dict, a shelf, ...), or a
-        :class:`ReplayMarkerStorage`
+        :class:`ReplayMarkerStorage`; :meth:`create_replay_storage` turns it into the
+        :attr:`replay_storage`
     :param replay_fallback: the :class:`ReplayOption` to subscribe with when Salesforce
         rejects a stored replay id (it left the retention window); ``None`` raises
         :class:`~aiosfstream.exceptions.ServerError` instead
@@ -102,30 +94,40 @@ class Client(cometd_client.Client):
         client stops fetching more; ``0`` or less means no limit
     :param json_dumps: JSON encoder
     :param json_loads: JSON decoder (``orjson.loads`` is faster)
-    :param api_version: the Streaming API version, e.g. ``"66.0"``
+    :param api_version: the Streaming API version, e.g. ``"66.0"``; by default
+        :data:`API_VERSION`
     :param ssl: an :class:`ssl.SSLContext`, or ``False`` to skip certificate checks
     :param proxy: URL of an HTTP proxy
     :param backoff: the delays between reconnection attempts
     :param max_response_bytes: the largest response body accepted
+    :param loop: accepted for code written for 0.5, and ignored with a
+        :exc:`DeprecationWarning`: the client runs on the event loop that opens it
     """
 
     def __init__(
         self,
         authenticator: AuthenticatorBase,
         *,
-        replay: ReplayOption | ReplayMarkerStorage | Any = ReplayOption.NEW_EVENTS,
+        replay: ReplayParameter = ReplayOption.NEW_EVENTS,
         replay_fallback: ReplayOption | None = None,
         replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.AUTOMATIC,
         connection_timeout: float | None = DEFAULT_CONNECTION_TIMEOUT,
         max_pending_count: int = DEFAULT_MAX_PENDING_COUNT,
         json_dumps: JsonDumper = json.dumps,
         json_loads: JsonLoader = json.loads,
-        api_version: str = DEFAULT_API_VERSION,
+        api_version: str | None = None,
         ssl: SSLContext | bool | None = None,
         proxy: str | None = None,
         backoff: Backoff | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
+        if loop is not None:
+            warnings.warn(
+                "the loop argument is ignored: the client runs on the event loop that opens it",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if not isinstance(authenticator, AuthenticatorBase):
             raise TypeError(
                 f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
@@ -134,8 +136,8 @@ class Client(cometd_client.Client):
             raise TypeError("replay_fallback must be a ReplayOption or None")
         if not isinstance(replay_storage_policy, ReplayMarkerStoragePolicy):
             raise TypeError("replay_storage_policy must be a ReplayMarkerStoragePolicy")
-        storage = storage_from(replay)
-        self.api_version = check_api_version(api_version)
+        storage = self.create_replay_storage(replay)
+        self.api_version = check_api_version(API_VERSION if api_version is None else api_version)
         super().__init__(
             None,
             ConnectionType.LONG_POLLING,
@@ -151,8 +153,9 @@ class Client(cometd_client.Client):
             max_response_bytes=max_response_bytes,
         )
         self.authenticator = authenticator
-        #: Where the replay markers live.
-        self.replay_marker_storage = storage
+        #: The :class:`ReplayMarkerStorage` that keeps the replay markers; call it to
+        #: store a message's marker with the MANUAL policy.
+        self.replay_storage = storage
         self.replay_fallback = replay_fallback
         self.replay_storage_policy = replay_storage_policy
         # The replay id of the newest event received per channel during this client's
@@ -168,11 +171,11 @@ class Client(cometd_client.Client):
         self._handed_count = 0
 
     # -- public API, with aiosfstream's exceptions -------------------------------
-    open = _translated(cometd_client.Client.open)
-    _close = _translated(cometd_client.Client.close)
-    subscribe = _translated(cometd_client.Client.subscribe)
-    unsubscribe = _translated(cometd_client.Client.unsubscribe)
-    publish = _translated(cometd_client.Client.publish)
+    open = translate_errors(cometd_client.Client.open)
+    _close = translate_errors(cometd_client.Client.close)
+    subscribe = translate_errors(cometd_client.Client.subscribe)
+    unsubscribe = translate_errors(cometd_client.Client.unsubscribe)
+    publish = translate_errors(cometd_client.Client.publish)
 
     async def close(self) -> None:
         """Store the markers of the messages handed over, then close the connection."""
@@ -193,7 +196,7 @@ class Client(cometd_client.Client):
             message = await super().receive()
         except AiosfstreamException:
             raise
-        except CometdException as error:  # translate_errors(), inlined on the hot path
+        except CometdException as error:  # translate_errors_context(), inlined: hot path
             twin = twin_of(error)
             if twin is None:
                 raise
@@ -223,39 +226,35 @@ class Client(cometd_client.Client):
         handed = dict(self._handed)
         markers = {}
         for channel, message in handed.items():
-            marker = self._marker_of(message)
+            marker = marker_to_store(message)
             if marker is not None:
                 markers[channel] = marker
-        await self.replay_marker_storage.store_markers(markers)
+        await self.replay_storage.store_markers(markers)
         for channel, message in handed.items():
             if self._handed.get(channel) is message:
                 del self._handed[channel]
         self._handed_count = 0
 
-    @asynccontextmanager
-    async def replay_storage(self, message: Message) -> AsyncIterator[None]:
-        """Store *message*'s replay marker once the ``async with`` block succeeds.
+    @staticmethod
+    def create_replay_storage(replay_param: ReplayParameter) -> ReplayMarkerStorage:
+        """Return the :class:`ReplayMarkerStorage` for the client's ``replay`` argument.
 
-        Meant for the MANUAL policy: the marker moves on only after the message was
-        processed, so a crash inside the block replays the message next time.
+        A :class:`ReplayOption` gives a :class:`ConstantReplayId`, a mutable mapping a
+        :class:`MappingStorage`, and a storage is returned as it is.
+
+        :raises TypeError: *replay_param* is none of these (0.5 returned ``None``)
         """
-        yield
-        await self._store_marker(message)
-
-    async def _store_marker(self, message: Message) -> None:
-        marker = self._marker_of(message)
-        if marker is not None:
-            # A storage that fails to store raises: the caller must know.
-            await self.replay_marker_storage.store_marker(message["channel"], marker)
+        return storage_from(replay_param)
 
     @staticmethod
-    def _marker_of(message: Message) -> ReplayMarker | None:
-        try:
-            return marker_from_message(message)
-        except ReplayError as error:
-            # An event without a replay id cannot be replayed; there is nothing to store.
-            logger.warning("replay marker not stored: %s", error)
-            return None
+    def get_cometd_url(instance_url: str, api_version: str | None = None) -> str:
+        """Return the Streaming API endpoint of the org at *instance_url*.
+
+        :param api_version: by default :data:`API_VERSION`
+        """
+        return cometd_url(
+            instance_url, check_api_version(API_VERSION if api_version is None else api_version)
+        )
 
     # -- Salesforce policy on top of the CometD client ---------------------------
     def _make_policy(self, backoff: Backoff) -> RecoveryPolicy:
@@ -264,7 +263,7 @@ class Client(cometd_client.Client):
     async def _authenticate(self) -> None:
         await self.authenticator.authenticate()
         assert self.authenticator.instance_url is not None
-        self.url = cometd_url(self.authenticator.instance_url, self.api_version)
+        self.url = self.get_cometd_url(self.authenticator.instance_url, self.api_version)
 
     async def _subscribe_request(
         self, channel: str, *, timeout: float, ext: Message | None = None
@@ -278,7 +277,7 @@ class Client(cometd_client.Client):
         except CometdServerError as error:
             if self.replay_fallback is None or not is_invalid_replay_error(error):
                 raise
-            logger.warning(
+            LOGGER.warning(
                 "replay id for %s rejected (%s); subscribing with %s",
                 channel,
                 error.error_message,

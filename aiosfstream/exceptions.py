@@ -24,8 +24,11 @@ The CometD twins mean ``except aiosfstream.exceptions.ServerError`` and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any, TypeVar, cast
 
 from aiosfstream.cometd import exceptions as cometd_errors
 from aiosfstream.cometd import messages as cometd_messages
@@ -45,8 +48,6 @@ __all__ = [
     "TransportError",
     "TransportInvalidOperation",
     "TransportTimeoutError",
-    "translate_errors",
-    "twin_of",
 ]
 
 
@@ -134,20 +135,21 @@ class ServerError(AiosfstreamException, cometd_errors.ServerError):
     """Salesforce answered a request with ``successful: false``."""
 
 
-# Most specific first: the first base class that matches wins.
-_TWINS: tuple[tuple[type[cometd_errors.CometdException], type[AiosfstreamException]], ...] = (
-    (cometd_errors.ClientInvalidOperation, ClientInvalidOperation),
-    (cometd_errors.ClientError, ClientError),
-    (cometd_errors.HTTPRedirectError, HTTPRedirectError),
-    (cometd_errors.HTTPStatusError, HTTPStatusError),
-    (cometd_messages.InvalidMessage, InvalidMessage),
-    (cometd_errors.ResponseTooLargeError, ResponseTooLargeError),
-    (cometd_errors.TransportInvalidOperation, TransportInvalidOperation),
-    (cometd_errors.TransportTimeoutError, TransportTimeoutError),
-    (cometd_errors.TransportConnectionClosed, TransportConnectionClosed),
-    (cometd_errors.TransportError, TransportError),
-    (cometd_errors.ServerError, ServerError),
-)
+#: Each CometD error and its aiosfstream twin, most specific first: the first CometD
+#: class that an error is an instance of decides its twin.
+EXCEPTION_PAIRS: dict[type[cometd_errors.CometdException], type[AiosfstreamException]] = {
+    cometd_errors.ClientInvalidOperation: ClientInvalidOperation,
+    cometd_errors.ClientError: ClientError,
+    cometd_errors.HTTPRedirectError: HTTPRedirectError,
+    cometd_errors.HTTPStatusError: HTTPStatusError,
+    cometd_messages.InvalidMessage: InvalidMessage,
+    cometd_errors.ResponseTooLargeError: ResponseTooLargeError,
+    cometd_errors.TransportInvalidOperation: TransportInvalidOperation,
+    cometd_errors.TransportTimeoutError: TransportTimeoutError,
+    cometd_errors.TransportConnectionClosed: TransportConnectionClosed,
+    cometd_errors.TransportError: TransportError,
+    cometd_errors.ServerError: ServerError,
+}
 
 
 def twin_of(error: cometd_errors.CometdException) -> AiosfstreamException | None:
@@ -159,7 +161,7 @@ def twin_of(error: cometd_errors.CometdException) -> AiosfstreamException | None
     """
     if isinstance(error, AiosfstreamException):
         return error
-    for cometd_class, twin_class in _TWINS:
+    for cometd_class, twin_class in EXCEPTION_PAIRS.items():
         if isinstance(error, cometd_class):
             twin = twin_class(*error._constructor_args())
             cause = error.__cause__
@@ -172,7 +174,7 @@ def twin_of(error: cometd_errors.CometdException) -> AiosfstreamException | None
 
 
 @contextmanager
-def translate_errors() -> Iterator[None]:
+def translate_errors_context() -> Iterator[None]:
     """Re-raise CometD errors as their aiosfstream twins."""
     try:
         yield
@@ -183,3 +185,22 @@ def translate_errors() -> Iterator[None]:
         if twin is None:
             raise
         raise twin from twin.__cause__
+
+
+#: Any function or coroutine function.
+FuncType = Callable[..., Any]
+#: The type of the function that :func:`translate_errors` decorates, kept as it is.
+Func = TypeVar("Func", bound=FuncType)
+
+
+def translate_errors(func: Func) -> Func:
+    """Make *func*, a function or a coroutine function, raise aiosfstream's errors."""
+    if not inspect.iscoroutinefunction(func):
+        return translate_errors_context()(func)
+
+    @functools.wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with translate_errors_context():
+            return await func(*args, **kwargs)
+
+    return cast(Func, wrapper)

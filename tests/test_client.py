@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +11,21 @@ from typing import Any
 
 import pytest
 
+import aiosfstream.client
 from aiosfstream import (
     Client,
     ConstantReplayId,
     MappingStorage,
     PasswordAuthenticator,
+    ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
+    ReplayParameter,
     SalesforceStreamingClient,
 )
 from aiosfstream.cometd import Client as CometdClient
-from aiosfstream.exceptions import AiosfstreamException, ClientInvalidOperation
+from aiosfstream.exceptions import AiosfstreamException, ClientInvalidOperation, ServerError
+from aiosfstream.policy import DEFAULT_API_VERSION
 
 
 def authenticator() -> PasswordAuthenticator:
@@ -41,9 +46,81 @@ def test_is_a_cometd_client() -> None:
 )
 def test_replay_accepts_options_mappings_and_storages(replay: Any, storage_type: type) -> None:
     client = Client(authenticator(), replay=replay)
-    assert isinstance(client.replay_marker_storage, storage_type)
-    storage = client.replay_marker_storage
-    assert Client(authenticator(), replay=storage).replay_marker_storage is storage
+    assert isinstance(client.replay_storage, storage_type)
+    storage = client.replay_storage
+    assert Client(authenticator(), replay=storage).replay_storage is storage
+    assert client.extensions == [storage]
+
+
+def test_create_replay_storage_is_a_static_method() -> None:
+    mapping: dict[str, Any] = {}
+    storage = Client.create_replay_storage(mapping)
+    assert isinstance(storage, MappingStorage)
+    assert storage.mapping is mapping
+    assert Client.create_replay_storage(replay_param=storage) is storage
+    constant = Client.create_replay_storage(ReplayOption.ALL_EVENTS)
+    assert isinstance(constant, ConstantReplayId)
+    assert constant.default_id is ReplayOption.ALL_EVENTS
+    with pytest.raises(TypeError, match="replay must be"):
+        Client.create_replay_storage("all")  # type: ignore[arg-type]
+
+
+def test_the_client_makes_its_storage_with_create_replay_storage() -> None:
+    made = ConstantReplayId(ReplayOption.ALL_EVENTS)
+
+    class OwnStorage(Client):
+        @staticmethod
+        def create_replay_storage(replay_param: ReplayParameter) -> ReplayMarkerStorage:
+            return made
+
+    assert OwnStorage(authenticator()).replay_storage is made
+
+
+def test_get_cometd_url_is_a_static_method() -> None:
+    assert Client.get_cometd_url("https://acme.my.salesforce.com") == (
+        f"https://acme.my.salesforce.com/cometd/{aiosfstream.client.API_VERSION}"
+    )
+    assert Client.get_cometd_url("https://acme.my.salesforce.com/", "52.0") == (
+        "https://acme.my.salesforce.com/cometd/52.0"
+    )
+    with pytest.raises(ValueError, match="api_version"):
+        Client.get_cometd_url("https://acme.my.salesforce.com", "latest")
+
+
+def test_assigning_api_version_changes_clients_created_afterwards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = Client(authenticator())
+    monkeypatch.setattr(aiosfstream.client, "API_VERSION", "45.0")
+    assert Client(authenticator()).api_version == "45.0"
+    assert Client(authenticator(), api_version="60.0").api_version == "60.0"
+    assert Client.get_cometd_url("https://acme.my.salesforce.com") == (
+        "https://acme.my.salesforce.com/cometd/45.0"
+    )
+    assert before.api_version == DEFAULT_API_VERSION
+    monkeypatch.setattr(aiosfstream.client, "API_VERSION", "36.0")
+    with pytest.raises(ValueError, match=r"36\.0"):
+        Client(authenticator())
+
+
+def test_the_loop_argument_of_050_is_accepted_and_ignored() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        with pytest.warns(DeprecationWarning, match="loop argument is ignored"):
+            client = Client(authenticator(), loop=loop)
+        with pytest.warns(DeprecationWarning, match="loop argument is ignored"):
+            SalesforceStreamingClient(
+                consumer_key="k", consumer_secret="s", username="u", password="p", loop=loop
+            )
+    finally:
+        loop.close()
+    assert client.closed
+
+
+def test_the_names_050_code_imports_from_the_client_module() -> None:
+    assert aiosfstream.client.ServerError is ServerError
+    assert aiosfstream.client.ReplayMarkerStoragePolicy is ReplayMarkerStoragePolicy
+    assert aiosfstream.client.LOGGER is logging.getLogger("aiosfstream.client")
 
 
 @pytest.mark.parametrize(
@@ -82,6 +159,7 @@ def test_plain_http_login_needs_an_explicit_opt_in() -> None:
     client = SalesforceStreamingClient(
         "k", "s", "u", "p", login_url="http://127.0.0.1:1", allow_insecure_http=True
     )
+    assert isinstance(client.authenticator, PasswordAuthenticator)
     assert client.authenticator.login_url == "http://127.0.0.1:1"
 
 
@@ -95,6 +173,7 @@ def test_plain_http_login_needs_an_explicit_opt_in() -> None:
 )
 def test_login_host(sandbox: bool, login_url: str | None, expected: str) -> None:
     client = SalesforceStreamingClient("k", "s", "u", "p", sandbox=sandbox, login_url=login_url)
+    assert isinstance(client.authenticator, PasswordAuthenticator)
     assert client.authenticator.login_url == expected
 
 
