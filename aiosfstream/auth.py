@@ -1,12 +1,12 @@
 """Authenticators: obtain an OAuth access token and add it to every request.
 
-Every grant posts a form to ``<login url>/services/oauth2/token`` and reads the same JSON
-answer; a grant only says which form fields it sends (:meth:`AuthenticatorBase.
-_token_request_data`).  Building the request and reading the answer
-(:func:`parse_token_response`) are plain functions; :meth:`AuthenticatorBase.authenticate`
-does the one HTTP request.  That request never follows a redirect (it would send the
-credentials to a host nobody named) and reads at most
-:attr:`AuthenticatorBase.max_response_bytes` of the answer.
+:class:`AuthenticatorBase` is the base of them all: it holds the token and sends it.
+:class:`OAuthAuthenticator` asks the token endpoint (``<login url>/services/oauth2/token``)
+and reads every answer; each grant is a small subclass that only says which form fields
+it posts (:meth:`OAuthAuthenticator._token_request_data`).  Reading the answer
+(:func:`parse_token_response`) is a plain function, around one HTTP request that never
+follows a redirect (it would send the credentials to a host nobody named) and reads at
+most :attr:`OAuthAuthenticator.max_response_bytes` of the answer.
 
 Every failure is an :exc:`~aiosfstream.exceptions.AuthenticationError`.  Its ``retryable``
 tells a temporary cause (no connection, a timeout, HTTP 5xx, 408 or 429, a page that is
@@ -17,8 +17,8 @@ a 4xx, a redirect, a success answer that cannot be used); ``retry_after`` carrie
 The grants: username-password (:class:`PasswordAuthenticator`), refresh token
 (:class:`RefreshTokenAuthenticator`), JWT bearer (:class:`JWTBearerAuthenticator`, needs
 the ``jwt`` extra) and client credentials (:class:`ClientCredentialsAuthenticator`).
-:class:`SessionTokenAuthenticator` makes no token request: it uses a token obtained
-elsewhere.
+:class:`SessionTokenAuthenticator`, beside them, makes no token request: it uses a token
+obtained elsewhere.
 
 No secret (password, consumer secret, refresh token, private key, assertion, access
 token, signature) ever appears in a ``repr``, a log record or an exception message.
@@ -27,6 +27,7 @@ token, signature) ever appears in a ``repr``, a log record or an exception messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import email.utils
 import inspect
@@ -37,8 +38,8 @@ import os
 import re
 import time
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -68,10 +69,13 @@ __all__ = [
     "LOGIN_URL",
     "MAX_JWT_LIFETIME",
     "SANDBOX_LOGIN_URL",
+    "SANDBOX_TOKEN_URL",
     "TOKEN_PATH",
+    "TOKEN_URL",
     "AuthenticatorBase",
     "ClientCredentialsAuthenticator",
     "JWTBearerAuthenticator",
+    "OAuthAuthenticator",
     "PasswordAuthenticator",
     "RefreshTokenAuthenticator",
     "SessionRefresher",
@@ -89,6 +93,13 @@ LOGIN_URL = "https://login.salesforce.com"
 SANDBOX_LOGIN_URL = "https://test.salesforce.com"
 #: The OAuth token endpoint, relative to the login URL.
 TOKEN_PATH = "/services/oauth2/token"
+#: The token endpoint of production orgs.  An authenticator created without
+#: ``login_url`` reads it then, so assigning it (``aiosfstream.auth.TOKEN_URL =
+#: "https://acme.my.salesforce.com/services/oauth2/token"``), as aiosfstream 0.5.0
+#: allowed, points the authenticators created afterwards elsewhere.
+TOKEN_URL = LOGIN_URL + TOKEN_PATH
+#: The token endpoint of sandboxes, read like :data:`TOKEN_URL` when ``sandbox=True``.
+SANDBOX_TOKEN_URL = SANDBOX_LOGIN_URL + TOKEN_PATH
 #: The ``grant_type`` of the JWT bearer flow (RFC 7523).
 JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 #: Longest lifetime of a JWT assertion, in seconds: Salesforce wants ``exp`` "within
@@ -111,6 +122,10 @@ _TRANSIENT_CLIENT_STATUSES = frozenset({408, 429})
 # RFC 6585 section 4).
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _READ_CHUNK = 65_536
+#: Seconds an authenticator may take to obtain a token.
+_DEFAULT_TIMEOUT = 30.0
+
+_T = TypeVar("_T")
 
 
 # --- pure helpers -------------------------------------------------------------------
@@ -315,13 +330,24 @@ def parse_token_response(
             retryable=True,
             retry_after=wait,
         ) from error
+    return _read_token_object(status, data, redact=redact, retry_after=wait)
+
+
+def _read_token_object(
+    status: int, data: object, *, redact: Callable[[str], str], retry_after: float | None
+) -> dict[str, Any]:
+    """Check a decoded token answer: a JSON object with a token, on a success status.
+
+    The rules of :func:`parse_token_response` once the body is decoded; also applied to
+    what a 0.5.0-style :meth:`AuthenticatorBase._authenticate` returns.
+    """
     if not isinstance(data, dict):
         raise AuthenticationError(
             f"token endpoint answered HTTP {status} with a JSON {type(data).__name__}, "
             "not an object",
             status=status,
             retryable=True,
-            retry_after=wait,
+            retry_after=retry_after,
         )
 
     if "error" in data or not 200 <= status < 300:
@@ -333,7 +359,7 @@ def parse_token_response(
             error=_optional_redacted(data.get("error"), redact),
             error_description=_optional_redacted(data.get("error_description"), redact),
             retryable=_is_transient_status(status),
-            retry_after=wait,
+            retry_after=retry_after,
         )
 
     missing = [
@@ -459,46 +485,85 @@ class _TokenAnswer(NamedTuple):
     retry_after: str | None
 
 
+def _split_token_url(name: str, value: object, *, allow_http: bool) -> tuple[str, str | None]:
+    """Read a token endpoint URL: return its login URL, and the URL itself if it is not
+    that login URL plus :data:`TOKEN_PATH`.
+
+    ``https://acme.my.salesforce.com/services/oauth2/token`` gives the login URL
+    ``https://acme.my.salesforce.com``.  A URL with another path is kept to the letter as
+    the token URL, and its origin serves as login URL.
+
+    :param name: names the URL in error messages
+    """
+    url = _check_str(name, value)
+    _check_url(name, url, allow_http=allow_http)
+    base = url[: -len(TOKEN_PATH)] if url.endswith(TOKEN_PATH) else ""
+    if base and not base.endswith("/"):
+        return base, None
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}", url
+
+
+@contextlib.contextmanager
+def _logging_failures() -> Iterator[None]:
+    """Log an :exc:`AuthenticationError` leaving the block, at DEBUG."""
+    try:
+        yield
+    except AuthenticationError as error:
+        logger.debug(
+            "token request failed (%s): %s",
+            "retryable" if error.retryable else "definitive",
+            error,
+        )
+        raise
+
+
 # --- authenticators -----------------------------------------------------------------
 
 
 class AuthenticatorBase(AuthExtension):
-    """Obtains an access token with one OAuth grant and sends it with every request.
+    """The base of every authenticator: it holds a token and sends it with every request.
 
-    Subclasses implement :meth:`_token_request_data`, and list their secrets in
-    :meth:`_secrets` and their other fields in :meth:`_repr_fields`.
+    A subclass obtains the token in :meth:`authenticate`, which sets
+    :attr:`access_token`, :attr:`token_type` and :attr:`instance_url`.  The grants that
+    ask the OAuth token endpoint derive from :class:`OAuthAuthenticator`;
+    :class:`SessionTokenAuthenticator` uses a token obtained elsewhere.  A subclass
+    written for aiosfstream 0.5.0 implements :meth:`_authenticate` instead, whose answer
+    this class's :meth:`authenticate` reads.
 
-    :param login_url: the login host, e.g. a My Domain URL ``https://acme.my.salesforce.com``;
-        overrides *sandbox*
-    :param sandbox: log in at ``https://test.salesforce.com`` instead of
-        ``https://login.salesforce.com``
-    :param json_dumps: JSON encoder, kept for grants that need one
-    :param json_loads: JSON decoder used to read the token response
-    :param ssl: aiohttp's ``ssl`` argument: an :class:`ssl.SSLContext`, ``False`` to skip
-        certificate checks, or ``None`` to verify as usual
-    :param proxy: URL of an HTTP proxy for the token request
-    :param timeout: seconds the token request may take
-    :param allow_insecure_http: accept ``http://`` login and instance URLs, for local
-        emulators only
+    Subclasses list their secrets in :meth:`_secrets`, so that no message shows them,
+    and what ``repr`` shows in :meth:`_repr_fields`.
+
+    :param sandbox: the org is a sandbox: the OAuth grants log in at
+        ``https://test.salesforce.com``
+    :param json_dumps: JSON encoder, kept for authenticators that need one
+    :param json_loads: JSON decoder, for authenticators that read JSON
+    :param timeout: seconds :meth:`authenticate` may take to obtain a token
+    :param allow_insecure_http: accept ``http://`` URLs, for local emulators only
+    :raises TypeError: an argument has the wrong type, or the class implements neither
+        :meth:`authenticate` nor :meth:`_authenticate`
+    :raises ValueError: *timeout* is not a positive number
     """
-
-    #: Largest token response body read, in bytes.  A larger answer (announced by its
-    #: ``Content-Length`` or found while reading) fails as retryable without the rest
-    #: being read; a real token response is a few kilobytes.
-    max_response_bytes: int = 1_048_576
 
     def __init__(
         self,
-        *,
-        login_url: str | None = None,
         sandbox: bool = False,
         json_dumps: JsonDumper = json.dumps,
         json_loads: JsonLoader = json.loads,
-        ssl: SSLContext | bool | aiohttp.Fingerprint | None = None,
-        proxy: str | None = None,
-        timeout: float = 30.0,
+        *,
+        timeout: float = _DEFAULT_TIMEOUT,
         allow_insecure_http: bool = False,
     ) -> None:
+        cls = type(self)
+        if (
+            cls.authenticate is AuthenticatorBase.authenticate
+            and cls._authenticate is AuthenticatorBase._authenticate
+        ):
+            # What 0.5.0's abstract _authenticate made Python say: fail at creation.
+            raise TypeError(
+                f"Can't instantiate {cls.__name__}: it implements neither authenticate() "
+                "nor _authenticate()"
+            )
         if not isinstance(sandbox, bool):
             raise TypeError(f"sandbox must be a bool, got {type(sandbox).__name__}")
         if not isinstance(allow_insecure_http, bool):
@@ -511,23 +576,11 @@ class AuthenticatorBase(AuthExtension):
             raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
         if not math.isfinite(timeout) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if proxy is not None:
-            # A proxy URL may carry its own credentials: they are kept out of messages.
-            proxy = _check_url(
-                "proxy", _check_str("proxy", proxy), allow_http=True, allow_credentials=True
-            )
-        if login_url is None:
-            login_url = SANDBOX_LOGIN_URL if sandbox else LOGIN_URL
-        else:
-            _check_str("login_url", login_url)
-        self.allow_insecure_http = allow_insecure_http
-        self.login_url = _check_url("login_url", login_url, allow_http=allow_insecure_http)
         self.sandbox = sandbox
         self.json_dumps = json_dumps
         self.json_loads = json_loads
-        self.ssl = ssl
-        self.proxy = proxy
         self.timeout = float(timeout)
+        self.allow_insecure_http = allow_insecure_http
 
         #: The OAuth access token, after :meth:`authenticate`.
         self.access_token: str | None = None
@@ -542,25 +595,30 @@ class AuthenticatorBase(AuthExtension):
         #: When the token was issued, in epoch milliseconds (a string).
         self.issued_at: str | None = None
 
-    @property
-    def token_url(self) -> str:
-        """The OAuth token endpoint."""
-        return self.login_url + TOKEN_PATH
-
-    # --- what a grant provides ---
-
-    @abstractmethod
-    def _token_request_data(self) -> dict[str, str]:
-        """Return the form fields of the token request."""
+    # --- what a subclass provides ---
 
     def _secrets(self) -> Iterable[str | None]:
         """Return every secret this object holds, so they can be kept out of messages."""
-        proxy_password = urlsplit(self.proxy).password if self.proxy else None
-        return (self.access_token, self.signature, proxy_password)
+        return (self.access_token, self.signature)
 
     def _repr_fields(self) -> dict[str, object]:
         """Return the non-secret fields shown by ``repr``."""
-        return {"login_url": self.login_url, "instance_url": self.instance_url}
+        return {"instance_url": self.instance_url}
+
+    async def _authenticate(self) -> tuple[int, dict[str, Any]]:
+        """Request a token; return the HTTP status and the JSON object of the answer.
+
+        The hook of aiosfstream 0.5.0 for custom authenticators, awaited by the
+        :meth:`authenticate` of this class; a subclass that overrides
+        :meth:`authenticate` need not implement it.  It may raise aiohttp's errors.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement _authenticate()")
+
+    # --- shared steps ---
+
+    def _redact(self, text: str) -> str:
+        """Replace every secret in *text*, which came from elsewhere (a server, aiohttp)."""
+        return redact(text, self._secrets())
 
     def _apply_token_response(self, data: dict[str, Any]) -> None:
         """Take the fields of a successful token response."""
@@ -592,6 +650,34 @@ class AuthenticatorBase(AuthExtension):
         self.signature = _optional_str(data.get("signature"))
         self.issued_at = _optional_str(data.get("issued_at"))
 
+    async def _guard(self, what: str, request: Awaitable[_T]) -> _T:
+        """Await *request*, the network call of :meth:`authenticate`, with our errors.
+
+        :param what: names the call in messages, such as ``token request to <URL>``
+        :raises AuthenticationError: retryable: the call failed in the network, timed
+            out, or got an answer larger than allowed; not retryable: a TLS certificate
+            failed verification
+        """
+        try:
+            # The one place where aiohttp's errors become ours.
+            with translate_transport_errors(f"{what} failed"):
+                return await request
+        except TransportError as error:
+            if isinstance(error, TransportTimeoutError) or isinstance(
+                error.__cause__, asyncio.TimeoutError
+            ):
+                # The cause is checked too, for versions of translate_transport_errors
+                # that report a timeout as a plain TransportError.
+                message = f"{what} timed out after {self.timeout:g} s"
+            else:
+                message = str(error) or type(error).__name__
+            # A certificate that fails verification stays failing: retrying would only
+            # hide the wrong ssl setting (or the impostor) for the whole
+            # connection_timeout.
+            retryable = not isinstance(error.__cause__, aiohttp.ClientConnectorCertificateError)
+            # aiohttp's text may quote a proxy URL with its password.
+            raise AuthenticationError(_quote(message, self._redact), retryable=retryable) from error
+
     # --- the extension hooks ---
 
     async def outgoing(self, payload: Payload, headers: Headers) -> None:
@@ -602,28 +688,129 @@ class AuthenticatorBase(AuthExtension):
     async def incoming(self, payload: Payload, headers: Headers | None = None) -> None:
         """Do nothing."""
 
-    # --- the one I/O call ---
+    async def authenticate(self) -> None:
+        """Obtain a token from :meth:`_authenticate`, as aiosfstream 0.5.0 did.
 
-    def _redact(self, text: str) -> str:
-        """Replace every secret in *text*, which came from elsewhere (a server, aiohttp)."""
-        return redact(text, self._secrets())
+        Its status and JSON object are read like the token endpoint's answer; aiohttp's
+        errors and running longer than *timeout* become a retryable
+        :exc:`~aiosfstream.exceptions.AuthenticationError`.
 
-    async def _post_token_request(self, data: dict[str, str]) -> _TokenAnswer:
-        """POST *data* to the token endpoint; return its answer.
-
-        :raises AuthenticationError: retryable: the endpoint could not be reached, did
-            not answer within *timeout*, or sent more than :attr:`max_response_bytes`;
-            not retryable: its TLS certificate failed verification
+        :raises AuthenticationError: the answer is not a success with ``access_token``
+            and ``instance_url``, or no answer came
         """
-        what = f"token request to {self.token_url} failed"
-        try:
-            # The one place where aiohttp's errors become ours.
-            with translate_transport_errors(what):
-                return await self._exchange(data)
-        except TransportError as error:
-            raise self._transport_failure(error) from error
+        what = f"{type(self).__name__}._authenticate()"
+        with _logging_failures():
+            status, data = await self._guard(
+                what, asyncio.wait_for(self._authenticate(), self.timeout)
+            )
+            self._apply_token_response(
+                _read_token_object(status, data, redact=self._redact, retry_after=None)
+            )
+        logger.debug("token obtained for instance %s", self.instance_url)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self._repr_fields().items())
+        return f"{type(self).__name__}({fields})"
+
+
+class OAuthAuthenticator(AuthenticatorBase):
+    """Obtains the access token from the OAuth token endpoint, with one grant.
+
+    This class owns the login URL, the token request and the reading of every answer
+    (:func:`parse_token_response`); a grant implements :meth:`_token_request_data`, the
+    form it posts, and lists its secrets in :meth:`AuthenticatorBase._secrets`.  The
+    request never follows a redirect (it would send the credentials to a host nobody
+    named) and reads at most :attr:`max_response_bytes` of the answer.
+
+    Without *login_url*, the token endpoint is :data:`TOKEN_URL`, or
+    :data:`SANDBOX_TOKEN_URL` with ``sandbox=True``, as the module has it when the
+    authenticator is created: assigning them, as aiosfstream 0.5.0 allowed, points the
+    authenticators created afterwards elsewhere.
+
+    :param sandbox: log in at ``https://test.salesforce.com`` instead of
+        ``https://login.salesforce.com``
+    :param json_dumps: JSON encoder, kept for grants that need one
+    :param json_loads: JSON decoder used to read the token response
+    :param login_url: the login server, e.g. a My Domain URL
+        ``https://acme.my.salesforce.com``; the request goes to it plus
+        :data:`TOKEN_PATH`.  It takes precedence over *sandbox* and :data:`TOKEN_URL`.
+    :param ssl: aiohttp's ``ssl`` argument: an :class:`ssl.SSLContext`, ``False`` to skip
+        certificate checks, or ``None`` to verify as usual
+    :param proxy: URL of an HTTP proxy for the token request
+    :param timeout: seconds the token request may take
+    :param allow_insecure_http: accept ``http://`` login and instance URLs, for local
+        emulators only
+    :raises ValueError: the login URL (or the :data:`TOKEN_URL` read) or the proxy URL
+        is not usable
+    """
+
+    #: Largest token response body read, in bytes.  A larger answer (announced by its
+    #: ``Content-Length`` or found while reading) fails as retryable without the rest
+    #: being read; a real token response is a few kilobytes.
+    max_response_bytes: int = 1_048_576
+
+    def __init__(
+        self,
+        sandbox: bool = False,
+        json_dumps: JsonDumper = json.dumps,
+        json_loads: JsonLoader = json.loads,
+        *,
+        login_url: str | None = None,
+        ssl: SSLContext | bool | aiohttp.Fingerprint | None = None,
+        proxy: str | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        super().__init__(
+            sandbox,
+            json_dumps,
+            json_loads,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        )
+        if proxy is not None:
+            # A proxy URL may carry its own credentials: they are kept out of messages.
+            proxy = _check_url(
+                "proxy", _check_str("proxy", proxy), allow_http=True, allow_credentials=True
+            )
+        if login_url is None:
+            # Read now, not at import: 0.5.0 users point the client at their My Domain
+            # or a test server by assigning these.
+            name, token_url = (
+                ("SANDBOX_TOKEN_URL", SANDBOX_TOKEN_URL) if sandbox else ("TOKEN_URL", TOKEN_URL)
+            )
+            login_url, self._given_token_url = _split_token_url(
+                f"aiosfstream.auth.{name}", token_url, allow_http=allow_insecure_http
+            )
+        else:
+            login_url = _check_url(
+                "login_url", _check_str("login_url", login_url), allow_http=allow_insecure_http
+            )
+            self._given_token_url = None
+        #: The login server, without a trailing slash.
+        self.login_url = login_url
+        self.ssl = ssl
+        self.proxy = proxy
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth token endpoint: :attr:`login_url` plus :data:`TOKEN_PATH`, unless a
+        :data:`TOKEN_URL` with another path was read."""
+        return self._given_token_url or self.login_url + TOKEN_PATH
+
+    @abstractmethod
+    def _token_request_data(self) -> dict[str, str]:
+        """Return the form fields of the token request."""
+
+    def _secrets(self) -> Iterable[str | None]:
+        proxy_password = urlsplit(self.proxy).password if self.proxy else None
+        return (*super()._secrets(), proxy_password)
+
+    def _repr_fields(self) -> dict[str, object]:
+        return {"login_url": self.login_url, **super()._repr_fields()}
 
     async def _exchange(self, data: dict[str, str]) -> _TokenAnswer:
+        """POST *data* to the token endpoint; return its answer."""
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
@@ -683,31 +870,17 @@ class AuthenticatorBase(AuthExtension):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _transport_failure(self, error: TransportError) -> AuthenticationError:
-        """The retryable error for a token request that got no usable answer."""
-        if isinstance(error, TransportTimeoutError) or isinstance(
-            error.__cause__, asyncio.TimeoutError
-        ):
-            # The cause is checked too, for versions of translate_transport_errors
-            # that report a timeout as a plain TransportError.
-            message = f"token request to {self.token_url} timed out after {self.timeout:g} s"
-        else:
-            message = str(error) or type(error).__name__
-        # A certificate that fails verification stays failing: retrying would only hide
-        # the wrong ssl setting (or the impostor) for the whole connection_timeout.
-        retryable = not isinstance(error.__cause__, aiohttp.ClientConnectorCertificateError)
-        # aiohttp's text may quote a proxy URL with its password.
-        return AuthenticationError(_quote(message, self._redact), retryable=retryable)
-
     async def authenticate(self) -> None:
-        """Request a new access token.
+        """Request a new access token from :attr:`token_url`.
 
         :raises AuthenticationError: the request failed or Salesforce refused it;
             ``retryable`` tells whether another try may succeed
         """
         logger.debug("requesting token from %s", self.token_url)
-        try:
-            answer = await self._post_token_request(self._token_request_data())
+        with _logging_failures():
+            answer = await self._guard(
+                f"token request to {self.token_url}", self._exchange(self._token_request_data())
+            )
             data = parse_token_response(
                 answer.status,
                 answer.content_type,
@@ -718,31 +891,22 @@ class AuthenticatorBase(AuthExtension):
                 retry_after=_parse_retry_after(answer.retry_after, now=time.time()),
             )
             self._apply_token_response(data)
-        except AuthenticationError as error:
-            logger.debug(
-                "token request failed (%s): %s",
-                "retryable" if error.retryable else "definitive",
-                error,
-            )
-            raise
         logger.debug("token obtained for instance %s", self.instance_url)
 
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in self._repr_fields().items())
-        return f"{type(self).__name__}({fields})"
 
-
-class PasswordAuthenticator(AuthenticatorBase):
+class PasswordAuthenticator(OAuthAuthenticator):
     """The username-password grant.
 
     Salesforce blocks this flow by default in orgs created since Summer '23 and is
     deprecating it; prefer another grant where possible.
 
+    The parameters after *password* are those of :class:`OAuthAuthenticator`; the first
+    seven are positional, as in aiosfstream 0.5.0.
+
     :param consumer_key: the connected app's consumer key
     :param consumer_secret: the connected app's consumer secret
     :param username: the user's name
     :param password: the user's password, followed by the security token if needed
-    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`
     """
 
     def __init__(
@@ -751,9 +915,26 @@ class PasswordAuthenticator(AuthenticatorBase):
         consumer_secret: str,
         username: str,
         password: str,
-        **kwargs: Any,
+        sandbox: bool = False,
+        json_dumps: JsonDumper = json.dumps,
+        json_loads: JsonLoader = json.loads,
+        *,
+        login_url: str | None = None,
+        ssl: SSLContext | bool | aiohttp.Fingerprint | None = None,
+        proxy: str | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        allow_insecure_http: bool = False,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            sandbox,
+            json_dumps,
+            json_loads,
+            login_url=login_url,
+            ssl=ssl,
+            proxy=proxy,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        )
         self.consumer_key = _check_str("consumer_key", consumer_key)
         self._consumer_secret = _check_str("consumer_secret", consumer_secret)
         self.username = _check_str("username", username)
@@ -775,16 +956,18 @@ class PasswordAuthenticator(AuthenticatorBase):
         return {"username": self.username, **super()._repr_fields()}
 
 
-class RefreshTokenAuthenticator(AuthenticatorBase):
+class RefreshTokenAuthenticator(OAuthAuthenticator):
     """The refresh-token grant.
 
     If Salesforce rotates the refresh token (returns a new one), the new one is kept for
     the next :meth:`authenticate`.
 
+    The parameters after *refresh_token* are those of :class:`OAuthAuthenticator`; the
+    first six are positional, as in aiosfstream 0.5.0.
+
     :param consumer_key: the connected app's consumer key
     :param consumer_secret: the connected app's consumer secret
     :param refresh_token: a refresh token issued to the connected app
-    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`
     """
 
     def __init__(
@@ -792,9 +975,26 @@ class RefreshTokenAuthenticator(AuthenticatorBase):
         consumer_key: str,
         consumer_secret: str,
         refresh_token: str,
-        **kwargs: Any,
+        sandbox: bool = False,
+        json_dumps: JsonDumper = json.dumps,
+        json_loads: JsonLoader = json.loads,
+        *,
+        login_url: str | None = None,
+        ssl: SSLContext | bool | aiohttp.Fingerprint | None = None,
+        proxy: str | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        allow_insecure_http: bool = False,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            sandbox,
+            json_dumps,
+            json_loads,
+            login_url=login_url,
+            ssl=ssl,
+            proxy=proxy,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        )
         self.consumer_key = _check_str("consumer_key", consumer_key)
         self._consumer_secret = _check_str("consumer_secret", consumer_secret)
         self._refresh_token = _check_str("refresh_token", refresh_token)
@@ -817,7 +1017,7 @@ class RefreshTokenAuthenticator(AuthenticatorBase):
             self._refresh_token = rotated
 
 
-class JWTBearerAuthenticator(AuthenticatorBase):
+class JWTBearerAuthenticator(OAuthAuthenticator):
     """The OAuth 2.0 JWT bearer grant: a signed assertion instead of a password.
 
     Each :meth:`authenticate` signs a new assertion with the private key (RS256) and
@@ -825,7 +1025,8 @@ class JWTBearerAuthenticator(AuthenticatorBase):
     The user must be pre-authorized for the app (or have approved it once). No consumer
     secret is sent, and no refresh token is issued: the key is enough to get a new token.
 
-    Needs PyJWT with RSA support: ``pip install 'aiosfstream[jwt]'``.
+    Needs PyJWT with RSA support: ``pip install 'aiosfstream[jwt]'``.  The parameters
+    after *lifetime* are those of :class:`OAuthAuthenticator`.
 
     :param consumer_key: the connected app's consumer key (the ``iss`` claim)
     :param username: the user to act as (the ``sub`` claim)
@@ -836,7 +1037,6 @@ class JWTBearerAuthenticator(AuthenticatorBase):
         ``https://test.salesforce.com`` with ``sandbox=True``, also when *login_url* is a
         My Domain URL.  An Experience Cloud site uses its own URL here.
     :param lifetime: seconds the assertion stays valid, at most :data:`MAX_JWT_LIFETIME`
-    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`
     :raises ImportError: PyJWT or cryptography is not installed
     :raises TypeError: neither or both of *private_key* and *private_key_file*
     :raises ValueError: the key cannot be read or is not an unencrypted RSA key, or the
@@ -852,10 +1052,26 @@ class JWTBearerAuthenticator(AuthenticatorBase):
         private_key_file: str | os.PathLike[str] | None = None,
         audience: str | None = None,
         lifetime: float = 180.0,
-        **kwargs: Any,
+        sandbox: bool = False,
+        login_url: str | None = None,
+        json_dumps: JsonDumper = json.dumps,
+        json_loads: JsonLoader = json.loads,
+        ssl: SSLContext | bool | aiohttp.Fingerprint | None = None,
+        proxy: str | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        allow_insecure_http: bool = False,
     ) -> None:
         _require_pyjwt()
-        super().__init__(**kwargs)
+        super().__init__(
+            sandbox,
+            json_dumps,
+            json_loads,
+            login_url=login_url,
+            ssl=ssl,
+            proxy=proxy,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        )
         self.consumer_key = _check_str("consumer_key", consumer_key)
         self.username = _check_str("username", username)
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
@@ -934,20 +1150,19 @@ class JWTBearerAuthenticator(AuthenticatorBase):
         return {"username": self.username, "audience": self.audience, **super()._repr_fields()}
 
 
-class ClientCredentialsAuthenticator(AuthenticatorBase):
+class ClientCredentialsAuthenticator(OAuthAuthenticator):
     """The OAuth 2.0 client credentials grant: the connected app logs in as itself.
 
     Salesforce issues the token for the app's *run-as* user, set in the app's policies.
     The flow works only on the org's My Domain: ``login.salesforce.com`` and
     ``test.salesforce.com`` answer "request not supported on this domain", so they are
-    refused here.
+    refused here.  *domain* replaces *login_url* and *sandbox*, and :data:`TOKEN_URL` is
+    not read; the other keyword parameters are those of :class:`OAuthAuthenticator`.
 
     :param consumer_key: the connected app's consumer key
     :param consumer_secret: the connected app's consumer secret
     :param domain: the org's My Domain host, such as ``acme.my.salesforce.com``, or its
         URL (``https://acme.my.salesforce.com``); the token request goes there
-    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`, except
-        *login_url* and *sandbox*: *domain* replaces them
     :raises ValueError: *domain* is not a host or base URL, or is a shared login host
     """
 
@@ -956,19 +1171,27 @@ class ClientCredentialsAuthenticator(AuthenticatorBase):
         consumer_key: str,
         consumer_secret: str,
         domain: str,
-        **kwargs: Any,
+        *,
+        json_dumps: JsonDumper = json.dumps,
+        json_loads: JsonLoader = json.loads,
+        ssl: SSLContext | bool | aiohttp.Fingerprint | None = None,
+        proxy: str | None = None,
+        timeout: float = _DEFAULT_TIMEOUT,
+        allow_insecure_http: bool = False,
     ) -> None:
-        for name in ("login_url", "sandbox"):
-            if name in kwargs:
-                raise TypeError(
-                    f"ClientCredentialsAuthenticator takes no {name} argument: "
-                    "the token request goes to domain"
-                )
-        allow_http = kwargs.get("allow_insecure_http", False)
-        if not isinstance(allow_http, bool):
-            raise TypeError(f"allow_insecure_http must be a bool, got {type(allow_http).__name__}")
-        login_url = my_domain_url(domain, allow_http=allow_http)
-        super().__init__(login_url=login_url, **kwargs)
+        if not isinstance(allow_insecure_http, bool):
+            raise TypeError(
+                f"allow_insecure_http must be a bool, got {type(allow_insecure_http).__name__}"
+            )
+        super().__init__(
+            json_dumps=json_dumps,
+            json_loads=json_loads,
+            login_url=my_domain_url(domain, allow_http=allow_insecure_http),
+            ssl=ssl,
+            proxy=proxy,
+            timeout=timeout,
+            allow_insecure_http=allow_insecure_http,
+        )
         self.consumer_key = _check_str("consumer_key", consumer_key)
         self._consumer_secret = _check_str("consumer_secret", consumer_secret)
 
@@ -999,15 +1222,15 @@ class SessionTokenAuthenticator(AuthenticatorBase):
     which the client treats like a network failure and retries within its
     ``connection_timeout``.
 
-    No token request is made, so *login_url*, *sandbox*, *ssl* and *proxy* have no
-    effect here: give ``ssl`` and ``proxy`` to the :class:`~aiosfstream.client.Client`.
+    No token request is made, so there is no login URL, ``ssl`` or ``proxy`` here: give
+    ``ssl`` and ``proxy`` to the :class:`~aiosfstream.client.Client`.
 
     :param access_token: the access token (a session id)
     :param instance_url: the org's URL, e.g. ``https://acme.my.salesforce.com``
     :param token_type: the scheme of the ``Authorization`` header
     :param refresh: an async function returning a new token, or ``(token, instance_url)``
-    :param kwargs: the keyword arguments of :class:`AuthenticatorBase`; *timeout* limits
-        the time *refresh* may take
+    :param timeout: seconds *refresh* may take
+    :param allow_insecure_http: accept ``http://`` instance URLs, for local emulators only
     """
 
     def __init__(
@@ -1017,9 +1240,10 @@ class SessionTokenAuthenticator(AuthenticatorBase):
         *,
         token_type: str = "Bearer",
         refresh: SessionRefresher | None = None,
-        **kwargs: Any,
+        timeout: float = _DEFAULT_TIMEOUT,
+        allow_insecure_http: bool = False,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(timeout=timeout, allow_insecure_http=allow_insecure_http)
         self._pending_token: str | None = _check_token("access_token", access_token)
         _check_str("token_type", token_type)
         if any(char.isspace() for char in token_type):
@@ -1035,14 +1259,11 @@ class SessionTokenAuthenticator(AuthenticatorBase):
         #: The callback awaited for a new token, or ``None``.
         self.refresh = refresh
 
-    def _token_request_data(self) -> dict[str, str]:
-        raise NotImplementedError("SessionTokenAuthenticator makes no token request")
-
     def _secrets(self) -> Iterable[str | None]:
         return (*super()._secrets(), self._pending_token)
 
     def _repr_fields(self) -> dict[str, object]:
-        return {"instance_url": self.instance_url, "refreshable": self.refresh is not None}
+        return {**super()._repr_fields(), "refreshable": self.refresh is not None}
 
     async def authenticate(self) -> None:
         """Use the given token the first time; after that, ask *refresh* for a new one.

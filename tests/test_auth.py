@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import inspect
 import json
 import logging
 import socket
@@ -18,12 +19,20 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+import aiosfstream.auth
 from aiosfstream.auth import (
     LOGIN_URL,
     SANDBOX_LOGIN_URL,
+    SANDBOX_TOKEN_URL,
+    TOKEN_PATH,
+    TOKEN_URL,
     AuthenticatorBase,
+    ClientCredentialsAuthenticator,
+    JWTBearerAuthenticator,
+    OAuthAuthenticator,
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
+    SessionTokenAuthenticator,
     _parse_retry_after,
     parse_token_response,
 )
@@ -85,9 +94,11 @@ def test_refresh_token_request_data() -> None:
     }
 
 
-def test_base_is_abstract() -> None:
-    with pytest.raises(TypeError):
-        AuthenticatorBase()  # type: ignore[abstract]
+def test_bases_are_abstract() -> None:
+    with pytest.raises(TypeError, match="neither authenticate"):
+        AuthenticatorBase()
+    with pytest.raises(TypeError, match="abstract"):
+        OAuthAuthenticator()  # type: ignore[abstract]
 
 
 # --- pure: parse_token_response -----------------------------------------------------
@@ -429,6 +440,209 @@ def test_options_validated(kwargs: dict[str, Any], error: type[Exception], match
         password_auth(**kwargs)
 
 
+# --- signatures -----------------------------------------------------------------------
+
+AUTHENTICATORS: list[type[AuthenticatorBase]] = [
+    AuthenticatorBase,
+    OAuthAuthenticator,
+    PasswordAuthenticator,
+    RefreshTokenAuthenticator,
+    JWTBearerAuthenticator,
+    ClientCredentialsAuthenticator,
+    SessionTokenAuthenticator,
+]
+POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD
+#: The parameters of aiosfstream 0.5.0's constructors, in order: (name, default).
+SIGNATURES_050: dict[type[AuthenticatorBase], list[tuple[str, Any]]] = {
+    AuthenticatorBase: [("sandbox", False), ("json_dumps", json.dumps), ("json_loads", json.loads)],
+    PasswordAuthenticator: [
+        ("consumer_key", inspect.Parameter.empty),
+        ("consumer_secret", inspect.Parameter.empty),
+        ("username", inspect.Parameter.empty),
+        ("password", inspect.Parameter.empty),
+        ("sandbox", False),
+        ("json_dumps", json.dumps),
+        ("json_loads", json.loads),
+    ],
+    RefreshTokenAuthenticator: [
+        ("consumer_key", inspect.Parameter.empty),
+        ("consumer_secret", inspect.Parameter.empty),
+        ("refresh_token", inspect.Parameter.empty),
+        ("sandbox", False),
+        ("json_dumps", json.dumps),
+        ("json_loads", json.loads),
+    ],
+}
+
+
+def parameters(cls: type[AuthenticatorBase]) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(cls).parameters)
+
+
+@pytest.mark.parametrize("cls", AUTHENTICATORS, ids=lambda cls: cls.__name__)
+def test_constructors_declare_every_parameter(cls: type[AuthenticatorBase]) -> None:
+    kinds = {parameter.kind for parameter in parameters(cls).values()}
+    assert inspect.Parameter.VAR_KEYWORD not in kinds
+    assert inspect.Parameter.VAR_POSITIONAL not in kinds
+
+
+@pytest.mark.parametrize("cls", SIGNATURES_050, ids=lambda cls: cls.__name__)
+def test_constructors_take_the_parameters_of_050_in_its_places(
+    cls: type[AuthenticatorBase],
+) -> None:
+    ours = list(parameters(cls).values())[: len(SIGNATURES_050[cls])]
+    assert [(p.name, p.kind, p.default) for p in ours] == [
+        (name, POSITIONAL, default) for name, default in SIGNATURES_050[cls]
+    ]
+
+
+def test_050_positional_arguments_keep_their_meaning() -> None:
+    def dumps(value: Any) -> str:
+        return json.dumps(value)
+
+    def loads(text: Any) -> Any:
+        return json.loads(text)
+
+    auth = PasswordAuthenticator(
+        CONSUMER_KEY, CONSUMER_SECRET, USERNAME, PASSWORD, True, dumps, loads
+    )
+    refresh = RefreshTokenAuthenticator(CONSUMER_KEY, CONSUMER_SECRET, REFRESH_TOKEN, True, dumps)
+    for authenticator in (auth, refresh):
+        assert authenticator.sandbox is True
+        assert authenticator.token_url == SANDBOX_TOKEN_URL
+        assert authenticator.json_dumps is dumps
+    assert auth.json_loads is loads
+    assert refresh.json_loads is json.loads
+
+
+@pytest.mark.parametrize(
+    ("cls", "left_out"),
+    [
+        (PasswordAuthenticator, set()),
+        (RefreshTokenAuthenticator, set()),
+        (JWTBearerAuthenticator, set()),
+        # domain replaces them
+        (ClientCredentialsAuthenticator, {"login_url", "sandbox"}),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else "",
+)
+def test_grants_take_every_parameter_of_the_oauth_base(
+    cls: type[AuthenticatorBase], left_out: set[str]
+) -> None:
+    base = parameters(OAuthAuthenticator)
+    grant = parameters(cls)
+    for name, parameter in base.items():
+        if name in left_out:
+            assert name not in grant
+        else:
+            assert grant[name].default == parameter.default, name
+
+
+def test_session_token_takes_only_what_it_uses() -> None:
+    names = set(parameters(SessionTokenAuthenticator))
+    assert names == {
+        "access_token",
+        "instance_url",
+        "token_type",
+        "refresh",
+        "timeout",
+        "allow_insecure_http",
+    }
+    with pytest.raises(TypeError, match="login_url"):
+        SessionTokenAuthenticator(  # type: ignore[call-arg]
+            ACCESS_TOKEN, "https://na1.salesforce.com", login_url=LOGIN_URL
+        )
+
+
+# --- TOKEN_URL, as 0.5.0 users assign it -------------------------------------------------
+
+
+def test_token_urls_of_050() -> None:
+    assert TOKEN_URL == "https://login.salesforce.com/services/oauth2/token"
+    assert SANDBOX_TOKEN_URL == "https://test.salesforce.com/services/oauth2/token"
+    assert password_auth().token_url == TOKEN_URL
+    assert password_auth(sandbox=True).token_url == SANDBOX_TOKEN_URL
+
+
+def test_token_url_is_read_when_the_authenticator_is_created(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = password_auth()
+    monkeypatch.setattr(
+        aiosfstream.auth, "TOKEN_URL", f"https://acme.my.salesforce.com{TOKEN_PATH}"
+    )
+    after = password_auth()
+    assert after.login_url == "https://acme.my.salesforce.com"
+    assert after.token_url == f"https://acme.my.salesforce.com{TOKEN_PATH}"
+    assert before.token_url == TOKEN_URL
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", f"https://other.example{TOKEN_PATH}")
+    # Assigning it again moves no authenticator that exists already.
+    assert after.token_url == f"https://acme.my.salesforce.com{TOKEN_PATH}"
+    assert password_auth(sandbox=True).token_url == SANDBOX_TOKEN_URL
+
+
+def test_sandbox_reads_sandbox_token_url_when_created(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"https://acme--uat.sandbox.my.salesforce.com{TOKEN_PATH}"
+    monkeypatch.setattr(aiosfstream.auth, "SANDBOX_TOKEN_URL", url)
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", f"https://elsewhere.example{TOKEN_PATH}")
+    auth = password_auth(sandbox=True)
+    assert auth.token_url == url
+    assert auth.login_url == "https://acme--uat.sandbox.my.salesforce.com"
+
+
+def test_login_url_wins_over_token_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", f"https://elsewhere.example{TOKEN_PATH}")
+    monkeypatch.setattr(aiosfstream.auth, "SANDBOX_TOKEN_URL", "https://elsewhere.example/sb")
+    for sandbox in (False, True):
+        auth = password_auth(login_url="https://acme.my.salesforce.com", sandbox=sandbox)
+        assert auth.token_url == f"https://acme.my.salesforce.com{TOKEN_PATH}"
+
+
+@pytest.mark.parametrize(
+    ("token_url", "login_url"),
+    [
+        ("https://gateway.acme.example/salesforce/token", "https://gateway.acme.example"),
+        (f"https://acme.my.salesforce.com{TOKEN_PATH}/", "https://acme.my.salesforce.com"),
+        ("https://acme.my.salesforce.com:8443/", "https://acme.my.salesforce.com:8443"),
+        (f"https://acme.my.site.com/partners{TOKEN_PATH}", "https://acme.my.site.com/partners"),
+    ],
+)
+def test_token_url_with_another_path_is_used_to_the_letter(
+    monkeypatch: pytest.MonkeyPatch, token_url: str, login_url: str
+) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", token_url)
+    auth = password_auth()
+    assert auth.token_url == token_url
+    assert auth.login_url == login_url
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (42, TypeError, r"aiosfstream\.auth\.TOKEN_URL must be a str"),
+        ("", ValueError, r"aiosfstream\.auth\.TOKEN_URL must not be empty"),
+        ("login.salesforce.com/services/oauth2/token", ValueError, "absolute https"),
+        (f"http://127.0.0.1:8080{TOKEN_PATH}", ValueError, "allow_insecure_http=True"),
+        (f"https://login.salesforce.com{TOKEN_PATH}?x=1", ValueError, "query"),
+        (f"https://admin:{PASSWORD}@login.salesforce.com{TOKEN_PATH}", ValueError, "credentials"),
+    ],
+)
+def test_unusable_token_url_is_named(
+    monkeypatch: pytest.MonkeyPatch, value: Any, error: type[Exception], match: str
+) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", value)
+    with pytest.raises(error, match=match) as caught:
+        password_auth()
+    assert "TOKEN_URL" in str(caught.value)
+    assert_no_secret(str(caught.value))
+
+
+def test_plain_http_token_url_with_insecure_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", f"http://localhost:8080{TOKEN_PATH}")
+    auth = password_auth(allow_insecure_http=True)
+    assert auth.token_url == f"http://localhost:8080{TOKEN_PATH}"
+
+
 def test_repr_hides_secrets() -> None:
     auth = password_auth(login_url="https://acme.my.salesforce.com")
     text = repr(auth)
@@ -468,6 +682,8 @@ def test_http_instance_url_refused() -> None:
 # --- end to end against a local token endpoint --------------------------------------
 
 Responder = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: A token endpoint that is not at TOKEN_PATH, as a gateway might serve it.
+OTHER_TOKEN_PATH = "/gateway/oauth/token"
 
 
 async def _success(request: web.Request) -> web.StreamResponse:
@@ -499,6 +715,7 @@ async def token_server() -> AsyncIterator[TokenServer]:
     server = TokenServer()
     app = web.Application()
     app.router.add_post("/services/oauth2/token", server.handle)
+    app.router.add_post(OTHER_TOKEN_PATH, server.handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -768,3 +985,158 @@ async def test_short_secrets_do_not_garble_messages() -> None:
         await auth.authenticate()
     assert "token request to http://127.0.0.1:" in str(caught.value)
     assert "<redacted>" not in str(caught.value)
+
+
+# --- end to end: TOKEN_URL assigned ---------------------------------------------------
+
+
+async def test_assigned_token_url_is_where_the_request_goes(
+    token_server: TokenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", token_server.url + TOKEN_PATH)
+    password = password_auth(allow_insecure_http=True)
+    refresh = RefreshTokenAuthenticator(
+        CONSUMER_KEY, CONSUMER_SECRET, REFRESH_TOKEN, allow_insecure_http=True
+    )
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", token_server.url + OTHER_TOKEN_PATH)
+    exact = password_auth(allow_insecure_http=True)
+    for auth in (password, refresh, exact):
+        await auth.authenticate()
+        assert auth.access_token == ACCESS_TOKEN
+    assert [request.path for request in token_server.requests] == [
+        TOKEN_PATH,
+        TOKEN_PATH,
+        OTHER_TOKEN_PATH,
+    ]
+    assert [form["grant_type"] for form in token_server.forms] == [
+        "password",
+        "refresh_token",
+        "password",
+    ]
+
+
+async def test_assigned_sandbox_token_url_is_where_a_sandbox_request_goes(
+    token_server: TokenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "SANDBOX_TOKEN_URL", token_server.url + TOKEN_PATH)
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", closed_port_url() + TOKEN_PATH)
+    auth = password_auth(sandbox=True, allow_insecure_http=True)
+    await auth.authenticate()
+    assert auth.instance_url == token_server.url
+    assert len(token_server.forms) == 1
+
+
+async def test_login_url_wins_over_an_assigned_token_url(
+    token_server: TokenServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request to the assigned URL would fail: nothing listens there.
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", closed_port_url() + TOKEN_PATH)
+    auth = password_auth(login_url=token_server.url, allow_insecure_http=True)
+    await auth.authenticate()
+    assert auth.access_token == ACCESS_TOKEN
+
+
+# --- a custom authenticator written for 0.5.0 -----------------------------------------
+
+
+class Legacy050Authenticator(AuthenticatorBase):
+    """A custom authenticator as 0.5.0 had users write them: only ``_authenticate``."""
+
+    def __init__(self, token_url: str, sandbox: bool = False, timeout: float = 30.0) -> None:
+        super().__init__(sandbox=sandbox, timeout=timeout)
+        self.url = token_url
+
+    async def _authenticate(self) -> tuple[int, dict[str, Any]]:
+        async with aiohttp.ClientSession() as session:
+            data = {"grant_type": "password", "client_secret": CONSUMER_SECRET}
+            response = await session.post(self.url, data=data)
+            answer: dict[str, Any] = await response.json()
+            return response.status, answer
+
+
+async def respond_with_token(request: web.Request) -> web.StreamResponse:
+    return web.json_response(TOKEN_RESPONSE)
+
+
+async def test_050_style_authenticator_gets_a_token(token_server: TokenServer) -> None:
+    token_server.respond = respond_with_token
+    auth = Legacy050Authenticator(token_server.url + TOKEN_PATH)
+    await auth.authenticate()
+    assert token_server.forms == [{"grant_type": "password", "client_secret": CONSUMER_SECRET}]
+    assert auth.access_token == ACCESS_TOKEN
+    assert auth.token_type == "Bearer"
+    assert auth.instance_url == TOKEN_RESPONSE["instance_url"]
+    assert (auth.id, auth.signature, auth.issued_at) == (
+        TOKEN_RESPONSE["id"],
+        SIGNATURE,
+        "1278448832702",
+    )
+    headers: dict[str, str] = {}
+    await auth.outgoing([], headers)
+    assert headers == {"Authorization": f"Bearer {ACCESS_TOKEN}"}
+    assert repr(auth) == "Legacy050Authenticator(instance_url='https://na1.salesforce.com')"
+
+
+async def test_050_style_authenticator_refusal(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        body = {"error": "invalid_grant", "error_description": "authentication failure"}
+        return web.json_response(body, status=400)
+
+    token_server.respond = respond
+    auth = Legacy050Authenticator(token_server.url + TOKEN_PATH)
+    with pytest.raises(AuthenticationError) as caught:
+        await auth.authenticate()
+    assert (caught.value.status, caught.value.error, caught.value.error_description) == (
+        400,
+        "invalid_grant",
+        "authentication failure",
+    )
+    assert not caught.value.retryable
+    assert auth.access_token is None
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [([1, 2], "JSON list, not an object"), ({"access_token": "t"}, "lacks instance_url")],
+)
+async def test_050_style_authenticator_unusable_answer(
+    token_server: TokenServer, body: Any, match: str
+) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        return web.json_response(body)
+
+    token_server.respond = respond
+    with pytest.raises(AuthenticationError, match=match):
+        await Legacy050Authenticator(token_server.url + TOKEN_PATH).authenticate()
+
+
+async def test_050_style_authenticator_network_failure_is_retryable() -> None:
+    auth = Legacy050Authenticator(closed_port_url() + TOKEN_PATH)
+    with pytest.raises(
+        AuthenticationError, match=r"Legacy050Authenticator\._authenticate\(\) failed"
+    ) as caught:
+        await auth.authenticate()
+    assert isinstance(caught.value.__cause__, TransportError)
+    assert isinstance(caught.value.__cause__.__cause__, aiohttp.ClientError)
+    assert caught.value.retryable
+    assert caught.value.status is None
+
+
+async def test_050_style_authenticator_times_out(token_server: TokenServer) -> None:
+    async def respond(request: web.Request) -> web.StreamResponse:
+        await token_server.release.wait()
+        return web.json_response(TOKEN_RESPONSE)
+
+    token_server.respond = respond
+    auth = Legacy050Authenticator(token_server.url + TOKEN_PATH, timeout=0.2)
+    with pytest.raises(AuthenticationError, match=r"timed out after 0\.2 s") as caught:
+        await auth.authenticate()
+    assert caught.value.retryable
+
+
+def test_050_style_authenticator_without_a_hook_is_refused() -> None:
+    class Incomplete(AuthenticatorBase):
+        pass
+
+    with pytest.raises(TypeError, match="Incomplete: it implements neither"):
+        Incomplete()

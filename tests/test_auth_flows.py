@@ -26,15 +26,18 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from aiosfstream import Client
+import aiosfstream.auth
+from aiosfstream import Client, SalesforceStreamingClient
 from aiosfstream.auth import (
     JWT_BEARER_GRANT_TYPE,
     LOGIN_URL,
     MAX_JWT_LIFETIME,
     SANDBOX_LOGIN_URL,
+    TOKEN_PATH,
     AuthenticatorBase,
     ClientCredentialsAuthenticator,
     JWTBearerAuthenticator,
+    OAuthAuthenticator,
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
     SessionTokenAuthenticator,
@@ -501,8 +504,9 @@ def session_auth(**kwargs: Any) -> SessionTokenAuthenticator:
 
 
 async def test_session_token_first_use_makes_no_request() -> None:
-    # The login URL points nowhere: a request would fail.
-    auth = session_auth(login_url="https://login.example.invalid")
+    # It has no login URL to send a request to: no network is needed.
+    auth = session_auth()
+    assert not isinstance(auth, OAuthAuthenticator)
     assert auth.access_token is None
     assert auth.instance_url == INSTANCE_URL
     headers: dict[str, str] = {}
@@ -665,8 +669,6 @@ async def test_session_token_repr_and_secrets() -> None:
     assert NEW_ACCESS_TOKEN in auth._secrets()
     assert repr(session_auth()).endswith("refreshable=False)")
     assert_hidden([repr(auth), str(auth)], [ACCESS_TOKEN, NEW_ACCESS_TOKEN])
-    with pytest.raises(NotImplementedError):
-        auth._token_request_data()
 
 
 # --- end to end: the emulator's token endpoint --------------------------------------------
@@ -880,6 +882,73 @@ async def test_flows_go_through_the_proxy(emulator: SalesforceEmulator, keys: Ke
     assert emulator.stats.grants["client_credentials"] == 1
 
 
+async def test_every_grant_without_login_url_honours_an_assigned_token_url(
+    emulator: SalesforceEmulator, keys: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As 0.5.0 users point the library at a test server.
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", emulator.url + TOKEN_PATH)
+    emulator.set_jwt_public_key(keys.public_pem)
+    credentials = emulator.credentials
+    grants: list[OAuthAuthenticator] = [
+        PasswordAuthenticator(
+            credentials.consumer_key,
+            credentials.consumer_secret,
+            credentials.username,
+            credentials.password,
+            allow_insecure_http=True,
+        ),
+        RefreshTokenAuthenticator(
+            credentials.consumer_key,
+            credentials.consumer_secret,
+            emulator.issue_refresh_token(),
+            allow_insecure_http=True,
+        ),
+        JWTBearerAuthenticator(
+            credentials.consumer_key,
+            credentials.username,
+            private_key=keys.private_pem,
+            allow_insecure_http=True,
+        ),
+    ]
+    for auth in grants:
+        assert auth.token_url == emulator.token_url
+        await auth.authenticate()
+        assert auth.instance_url == emulator.url
+    assert emulator.stats.grants == {
+        "password": 1,
+        "refresh_token": 1,
+        JWT_BEARER_GRANT_TYPE: 1,
+    }
+
+
+async def test_client_credentials_goes_to_its_domain_whatever_token_url_says(
+    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", "http://127.0.0.1:9/services/oauth2/token")
+    auth = emulator_cc(emulator)
+    await auth.authenticate()
+    assert auth.token_url == emulator.token_url
+    assert emulator.stats.grants["client_credentials"] == 1
+
+
+async def test_streaming_client_of_050_follows_an_assigned_token_url(
+    emulator: SalesforceEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aiosfstream.auth, "TOKEN_URL", emulator.url + TOKEN_PATH)
+    credentials = emulator.credentials
+    async with SalesforceStreamingClient(
+        credentials.consumer_key,
+        credentials.consumer_secret,
+        credentials.username,
+        credentials.password,
+        allow_insecure_http=True,
+    ) as client:
+        await client.subscribe(CHANNEL)
+        emulator.publish(CHANNEL, {"Name": "via TOKEN_URL"})
+        assert await receive_names(client, 1) == ["via TOKEN_URL"]
+    assert emulator.stats.grants["password"] == 1
+
+
 # --- end to end: TLS ----------------------------------------------------------------------
 
 
@@ -997,12 +1066,40 @@ def _session(emulator: SalesforceEmulator, pair: KeyPair) -> AuthenticatorBase:
     )
 
 
+class Legacy050Authenticator(AuthenticatorBase):
+    """A custom authenticator as 0.5.0 had users write one: it implements ``_authenticate``."""
+
+    def __init__(self, emulator: SalesforceEmulator) -> None:
+        # allow_insecure_http: the emulator's instance URL is plain http.
+        super().__init__(sandbox=False, allow_insecure_http=True)
+        self.emulator = emulator
+
+    async def _authenticate(self) -> tuple[int, dict[str, Any]]:
+        credentials = self.emulator.credentials
+        data = {
+            "grant_type": "password",
+            "client_id": credentials.consumer_key,
+            "client_secret": credentials.consumer_secret,
+            "username": credentials.username,
+            "password": credentials.password,
+        }
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(self.emulator.token_url, data=data)
+            answer: dict[str, Any] = await response.json()
+            return response.status, answer
+
+
+def _legacy_050(emulator: SalesforceEmulator, pair: KeyPair) -> AuthenticatorBase:
+    return Legacy050Authenticator(emulator)
+
+
 FACTORIES: dict[str, AuthFactory] = {
     "password": _password,
     "refresh_token": _refresh,
     "jwt_bearer": _jwt,
     "client_credentials": _client_credentials,
     "session_token": _session,
+    "legacy_050": _legacy_050,
 }
 
 
@@ -1026,7 +1123,7 @@ async def test_streaming_client_with_each_authenticator(
         assert client.url == emulator.cometd_url(client.api_version)
 
 
-@pytest.mark.parametrize("name", ["jwt_bearer", "client_credentials"])
+@pytest.mark.parametrize("name", ["jwt_bearer", "client_credentials", "legacy_050"])
 async def test_revoked_token_is_renewed_by_the_flow(
     emulator: SalesforceEmulator, keys: KeyPair, name: str
 ) -> None:
