@@ -1,19 +1,28 @@
-"""Argument checks shared by the storages."""
+"""What the durable storages share: their lifecycle, their ``repr`` and their argument checks."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
-from typing import NamedTuple
+from types import TracebackType
+from typing import ClassVar, NamedTuple, TypeVar
 
 from aiosfstream.exceptions import ReplayError
-from aiosfstream.replay import ReplayMarker, _check_marker, _describe_id
+from aiosfstream.replay import (
+    ReplayMarker,
+    ReplayMarkerStorage,
+    _check_marker,
+    _describe_id,
+    check_replay_id,
+)
 
 __all__ = [
+    "DurableStorage",
     "IdRange",
-    "check_marker",
-    "check_markers",
     "check_subscription",
 ]
+
+_Storage = TypeVar("_Storage", bound="DurableStorage")
 
 
 class IdRange(NamedTuple):
@@ -42,22 +51,91 @@ def check_subscription(subscription: object) -> str:
     return subscription
 
 
-def check_marker(
-    subscription: object, replay_marker: object, name: str = "replay_marker"
-) -> ReplayMarker:
-    """Return *replay_marker* as a :class:`ReplayMarker`, or raise :exc:`TypeError`.
+class DurableStorage(ReplayMarkerStorage):
+    """A storage that is opened on first use (or by ``async with``) and closed once.
 
-    *name* is the argument's name in the error message.
+    :param where: names the storage in messages and in its ``repr``: its path or URL,
+        without secrets
+    :param default_id: the replay id of a channel without a marker
+    :raises TypeError: *default_id* is not an ``int``
     """
-    check_subscription(subscription)
-    return _check_marker(name, replay_marker)
 
+    #: The replay ids the storage can hold.
+    _ids: ClassVar[IdRange]
 
-def check_markers(markers: object) -> dict[str, ReplayMarker]:
-    """Return the markers of a ``store_markers`` call, or raise :exc:`TypeError`."""
-    if not isinstance(markers, Mapping):
-        raise TypeError(f"markers must be a Mapping, got {type(markers).__name__}")
-    return {
-        check_subscription(subscription): _check_marker(f"markers[{subscription!r}]", marker)
-        for subscription, marker in markers.items()
-    }
+    def __init__(self, where: str, default_id: int) -> None:
+        self.default_id = check_replay_id("default_id", default_id)
+        self._where = where
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def _owner(self) -> str:
+        """The storage, as error messages name it."""
+        return f"{type(self).__name__} {self._where}"
+
+    def _check_open(self) -> None:
+        """:raises ReplayError: the storage is closed"""
+        if self._closed:
+            raise ReplayError(f"{type(self).__name__} for {self._where} is closed")
+
+    def _checked(
+        self, subscription: object, marker: object, name: str = "replay_marker"
+    ) -> ReplayMarker:
+        """Return *marker*, the argument *name*, if the storage can hold it.
+
+        :raises TypeError: *subscription* is not a ``str`` or *marker* not a marker
+        :raises ReplayError: the replay id is out of the storage's range
+        """
+        channel = check_subscription(subscription)
+        return self._ids.check(self._owner, channel, _check_marker(name, marker))
+
+    def _checked_batch(self, markers: object) -> dict[str, ReplayMarker]:
+        """Return the markers of a ``store_markers`` call if the storage can hold each.
+
+        :raises TypeError: *markers* is not a mapping of channels to markers
+        :raises ReplayError: a replay id is out of the storage's range
+        """
+        if not isinstance(markers, Mapping):
+            raise TypeError(f"markers must be a Mapping, got {type(markers).__name__}")
+        return {
+            subscription: self._checked(subscription, marker, f"markers[{subscription!r}]")
+            for subscription, marker in markers.items()
+        }
+
+    @abstractmethod
+    def _settings(self) -> str:
+        """What ``repr`` shows after the class name."""
+
+    def __repr__(self) -> str:
+        state = " closed" if self._closed else ""
+        return f"<{type(self).__name__}{state} {self._settings()}>"
+
+    @abstractmethod
+    async def _open(self) -> None:
+        """Make sure the storage can be used: open the database, or reach the server."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what the storage holds; calling it again does nothing."""
+
+    async def __aenter__(self: _Storage) -> _Storage:
+        """Open the storage now, so that a bad path, URL or password fails here.
+
+        :raises ReplayError: the database cannot be opened, or the server cannot be
+            reached or refuses the credentials
+        """
+        await self._open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

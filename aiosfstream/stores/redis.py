@@ -17,19 +17,12 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiosfstream.exceptions import ReplayError
-from aiosfstream.replay import (
-    ReplayMarker,
-    ReplayMarkerStorage,
-    ReplayOption,
-    check_replay_id,
-    parse_marker_date,
-)
-from aiosfstream.stores._common import IdRange, check_marker, check_markers, check_subscription
+from aiosfstream.replay import ReplayMarker, ReplayOption, parse_marker_date
+from aiosfstream.stores._common import DurableStorage, IdRange, check_subscription
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -48,9 +41,6 @@ _INSTALL_HINT = (
 #: Most decimal digits of a replay id.  Python converts an int to and from text only up to
 #: ``sys.get_int_max_str_digits()`` digits, which is never set below 640.
 _MAX_DIGITS = 640
-_IDS = IdRange(
-    -(10**_MAX_DIGITS - 1), 10**_MAX_DIGITS - 1, f"of at most {_MAX_DIGITS} decimal digits"
-)
 #: A replay id as the storage writes it: no sign on 0, no leading zeros, no spaces.
 _CANONICAL_ID = re.compile(rf"0|-?[1-9][0-9]{{0,{_MAX_DIGITS - 1}}}")
 
@@ -145,7 +135,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-class RedisReplayStorage(ReplayMarkerStorage):
+class RedisReplayStorage(DurableStorage):
     """Keeps replay markers in Redis, where several processes can share them.
 
     :param url_or_client: a Redis URL (``redis://``, ``rediss://``, ``unix://``), or a
@@ -164,6 +154,10 @@ class RedisReplayStorage(ReplayMarkerStorage):
     with a longer id raises :exc:`~aiosfstream.exceptions.ReplayError` and is not stored.
     """
 
+    _ids = IdRange(
+        -(10**_MAX_DIGITS - 1), 10**_MAX_DIGITS - 1, f"of at most {_MAX_DIGITS} decimal digits"
+    )
+
     def __init__(
         self,
         url_or_client: str | redis.asyncio.Redis,
@@ -174,30 +168,29 @@ class RedisReplayStorage(ReplayMarkerStorage):
         redis_asyncio, self._redis_error = _import_redis()
         if not isinstance(key_prefix, str):
             raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
-        self.default_id = check_replay_id("default_id", default_id)
-        self._key_prefix = key_prefix
         client: redis.asyncio.Redis
         if isinstance(url_or_client, str):
-            self._where = _public_url(url_or_client)
+            where = _public_url(url_or_client)
             try:
                 client = redis_asyncio.Redis.from_url(url_or_client)
             except ValueError as error:
                 # redis-py's messages do not quote the URL; ours shows it without secrets.
-                raise ValueError(f"not a Redis URL: {self._where!r}: {error}") from None
+                raise ValueError(f"not a Redis URL: {where!r}: {error}") from None
             self._owns_client = True
         elif isinstance(url_or_client, redis_asyncio.Redis):
             client = url_or_client
-            self._where = f"<{type(client).__name__} client>"
+            where = f"<{type(client).__name__} client>"
             self._owns_client = False
         else:
             raise TypeError(
                 "url_or_client must be a Redis URL or a redis.asyncio.Redis client, "
                 f"got {type(url_or_client).__name__}"
             )
+        super().__init__(where, default_id)
+        self._key_prefix = key_prefix
         self._client = client
         self._store_script: AsyncScript = client.register_script(_STORE_IF_NEWER)
         self._semaphore: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
-        self._closed = False
 
     @property
     def client(self) -> redis.asyncio.Redis:
@@ -209,26 +202,12 @@ class RedisReplayStorage(ReplayMarkerStorage):
         """The prefix of every key the storage writes."""
         return self._key_prefix
 
-    @property
-    def closed(self) -> bool:
-        """``True`` once :meth:`close` was called."""
-        return self._closed
-
-    @property
-    def _owner(self) -> str:
-        """The storage, as error messages name it."""
-        return f"{type(self).__name__} {self._where}"
-
     def key(self, subscription: str) -> str:
         """Return the Redis key of *subscription*'s marker."""
         return f"{self._key_prefix}{subscription}"
 
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
-        return (
-            f"<{type(self).__name__}{state} {self._where} key_prefix={self._key_prefix!r} "
-            f"default_id={self.default_id!r}>"
-        )
+    def _settings(self) -> str:
+        return f"{self._where} key_prefix={self._key_prefix!r} default_id={self.default_id!r}"
 
     # -- the storage interface ------------------------------------------------------
 
@@ -260,7 +239,7 @@ class RedisReplayStorage(ReplayMarkerStorage):
         :raises ReplayError: Redis failed, the replay id has more than 640 digits, or the
             storage is closed
         """
-        marker = _IDS.check(self._owner, subscription, check_marker(subscription, replay_marker))
+        marker = self._checked(subscription, replay_marker)
         # Any: redis-py's Mapping type is invariant in a key type wider than str.
         fields: dict[Any, Any] = {
             "date": marker.date,
@@ -281,8 +260,7 @@ class RedisReplayStorage(ReplayMarkerStorage):
         :raises ReplayError: Redis failed, the replay id has more than 640 digits, the
             stored replay id is not a decimal integer, or the storage is closed
         """
-        checked = check_marker(subscription, marker, "marker")
-        await self._store_if_newer(subscription, _IDS.check(self._owner, subscription, checked))
+        await self._store_if_newer(subscription, self._checked(subscription, marker, "marker"))
 
     async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
         """Store several markers, each only if it is newer.
@@ -294,11 +272,7 @@ class RedisReplayStorage(ReplayMarkerStorage):
         :raises ReplayError: Redis failed, a replay id has more than 640 digits, or the
             storage is closed
         """
-        checked = {
-            name: _IDS.check(self._owner, name, marker)
-            for name, marker in check_markers(markers).items()
-        }
-        for subscription, marker in checked.items():
+        for subscription, marker in self._checked_batch(markers).items():
             await self._store_if_newer(subscription, marker)
 
     async def _store_if_newer(self, subscription: str, marker: ReplayMarker) -> None:
@@ -317,31 +291,17 @@ class RedisReplayStorage(ReplayMarkerStorage):
         if self._owns_client:
             await self._client.aclose()
 
-    async def __aenter__(self) -> RedisReplayStorage:
-        """Check that Redis answers, so that a bad URL or password fails here.
-
-        :raises ReplayError: Redis cannot be reached or refuses the credentials
-        """
+    async def _open(self) -> None:
         async with self._command():
             reply: Any = self._client.ping()
             await reply
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- errors -----------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
     async def _command(self) -> AsyncIterator[None]:
         """Run one Redis command: at most a few at a time, with our errors."""
-        if self._closed:
-            raise ReplayError(f"{type(self).__name__} for {self._where} is closed")
+        self._check_open()
         async with self._slots():
             try:
                 yield

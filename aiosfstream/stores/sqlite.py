@@ -27,18 +27,11 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import TracebackType
 from typing import TypeVar
 
 from aiosfstream.exceptions import ReplayError
-from aiosfstream.replay import (
-    ReplayMarker,
-    ReplayMarkerStorage,
-    ReplayOption,
-    check_replay_id,
-    is_newer,
-)
-from aiosfstream.stores._common import IdRange, check_marker, check_markers, check_subscription
+from aiosfstream.replay import ReplayMarker, ReplayOption, is_newer
+from aiosfstream.stores._common import DurableStorage, IdRange, check_subscription
 
 __all__ = ["SQLiteReplayStorage"]
 
@@ -49,10 +42,6 @@ _T = TypeVar("_T")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Seconds a statement waits for another connection's lock before it fails.
 _BUSY_TIMEOUT = 30.0
-#: What an SQLite INTEGER column holds.
-_IDS = IdRange(
-    -(2**63), 2**63 - 1, f"from {-(2**63)} to {2**63 - 1} (an SQLite INTEGER is signed 64-bit)"
-)
 
 
 def _check_interval(commit_interval: object) -> float | None:
@@ -84,7 +73,7 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class SQLiteReplayStorage(ReplayMarkerStorage):
+class SQLiteReplayStorage(DurableStorage):
     """Keeps replay markers in an SQLite database file.
 
     :param path: the database file; it is created if missing, its directory is not
@@ -110,6 +99,11 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
     and is not stored.
     """
 
+    #: What an SQLite INTEGER column holds.
+    _ids = IdRange(
+        -(2**63), 2**63 - 1, f"from {-(2**63)} to {2**63 - 1} (an SQLite INTEGER is signed 64-bit)"
+    )
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -131,7 +125,7 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
             raise ValueError(
                 f"table must be a plain SQL identifier ([A-Za-z_][A-Za-z0-9_]*), got {table!r}"
             )
-        self.default_id = check_replay_id("default_id", default_id)
+        super().__init__(repr(text), default_id)
         self._commit_interval = _check_interval(commit_interval)
         directory = Path(text).parent
         if not directory.is_dir():
@@ -151,12 +145,6 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         # Markers set but not committed yet (with a commit interval).
         self._pending: dict[str, ReplayMarker] = {}
         self._flush_task: asyncio.Task[None] | None = None
-        self._closed = False
-
-    @property
-    def _owner(self) -> str:
-        """The storage, as error messages name it."""
-        return f"{type(self).__name__} {self._path!r}"
 
     @property
     def path(self) -> str:
@@ -173,16 +161,10 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         """Seconds between batched commits, or ``None`` when every marker is committed."""
         return self._commit_interval
 
-    @property
-    def closed(self) -> bool:
-        """``True`` once :meth:`close` was called."""
-        return self._closed
-
-    def __repr__(self) -> str:
-        state = " closed" if self._closed else ""
+    def _settings(self) -> str:
         return (
-            f"<{type(self).__name__}{state} path={self._path!r} table={self._table!r} "
-            f"commit_interval={self._commit_interval!r} default_id={self.default_id!r}>"
+            f"path={self._path!r} table={self._table!r} "
+            f"commit_interval={self._commit_interval!r} default_id={self.default_id!r}"
         )
 
     # -- the storage interface ------------------------------------------------------
@@ -209,7 +191,7 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         :raises ReplayError: the database failed, the replay id does not fit in a signed
             64-bit integer, or the storage is closed
         """
-        marker = _IDS.check(self._owner, subscription, check_marker(subscription, replay_marker))
+        marker = self._checked(subscription, replay_marker)
         self._check_open()
         if self._commit_interval is None:
             await self._run(lambda connection: self._write(connection, [(subscription, marker)]))
@@ -227,9 +209,7 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         :raises ReplayError: the database failed, the replay id does not fit in a signed
             64-bit integer, or the storage is closed
         """
-        checked = _IDS.check(
-            self._owner, subscription, check_marker(subscription, marker, "marker")
-        )
+        checked = self._checked(subscription, marker, "marker")
         self._check_open()
         if self._commit_interval is None:
             await self._run(
@@ -251,10 +231,7 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
         :raises ReplayError: the database failed, a replay id does not fit in a signed
             64-bit integer, or the storage is closed
         """
-        checked = {
-            name: _IDS.check(self._owner, name, marker)
-            for name, marker in check_markers(markers).items()
-        }
+        checked = self._checked_batch(markers)
         self._check_open()
         if self._commit_interval is not None:
             await super().store_markers(checked)
@@ -302,18 +279,8 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
                     # Nothing is left to run in the worker: this returns at once.
                     executor.shutdown(wait=True)
 
-    async def __aenter__(self) -> SQLiteReplayStorage:
-        """Open the database now, so that a bad path fails here."""
+    async def _open(self) -> None:
         await self._run(lambda connection: None)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     # -- batching ---------------------------------------------------------------------
 
@@ -345,10 +312,6 @@ class SQLiteReplayStorage(ReplayMarkerStorage):
                 del self._pending[subscription]
 
     # -- the worker thread ------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ReplayError(f"{type(self).__name__} for {self._path!r} is closed")
 
     async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run *job* with the connection, in the worker thread."""
