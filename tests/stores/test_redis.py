@@ -23,7 +23,7 @@ from aiosfstream.testing import SalesforceEmulator
 from tests.helpers import require_tool
 
 from .conftest import RedisServer
-from .support import CHANNEL, marker, replay_id, streaming_client
+from .support import CHANNEL, RAW_DATE_CASES, marker, replay_id, streaming_client
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -109,6 +109,25 @@ async def test_dates_compare_as_instants_not_as_text(storage: RedisReplayStorage
     # Epoch milliseconds, as older versions stored for Change Data Capture.
     await storage.store_marker(CHANNEL, ReplayMarker("1714564800001", 3))  # 12:00:00.001Z
     assert await storage.get_replay_marker(CHANNEL) == ("1714564800001", 3)
+
+
+@pytest.mark.parametrize(("stored", "candidate", "replaced"), RAW_DATE_CASES)
+async def test_raw_dates_of_mixed_forms_compare_as_instants(
+    storage: RedisReplayStorage,
+    raw: redis.asyncio.Redis,
+    stored: ReplayMarker,
+    candidate: ReplayMarker,
+    replaced: bool,
+) -> None:
+    await storage.store_marker(CHANNEL, stored)
+    await storage.store_marker(CHANNEL, candidate)
+    expected = candidate if replaced else stored
+    # The date comes back as it was given, not in another form.
+    assert await storage.get_replay_marker(CHANNEL) == expected
+    assert await raw.hget(storage.key(CHANNEL), "date") == expected.date
+    await storage.set_replay_marker("/topic/batch", stored)
+    await storage.store_markers({"/topic/batch": candidate})
+    assert await storage.get_replay_marker("/topic/batch") == expected
 
 
 @pytest.mark.parametrize(
