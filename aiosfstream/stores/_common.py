@@ -9,11 +9,11 @@ from typing import ClassVar, NamedTuple, TypeVar
 
 from aiosfstream.exceptions import ReplayError
 from aiosfstream.replay import (
+    DefaultReplayIdMixin,
     ReplayMarker,
     ReplayMarkerStorage,
     _check_marker,
     _describe_id,
-    check_replay_id,
 )
 
 __all__ = [
@@ -51,20 +51,21 @@ def check_subscription(subscription: object) -> str:
     return subscription
 
 
-class DurableStorage(ReplayMarkerStorage):
+class DurableStorage(DefaultReplayIdMixin, ReplayMarkerStorage):
     """A storage that is opened on first use (or by ``async with``) and closed once.
 
     :param where: names the storage in messages and in its ``repr``: its path or URL,
         without secrets
     :param default_id: the replay id of a channel without a marker
     :raises TypeError: *default_id* is not an ``int``
+    :raises ValueError: *default_id* is below ``-2``
     """
 
     #: The replay ids the storage can hold.
     _ids: ClassVar[IdRange]
 
     def __init__(self, where: str, default_id: int) -> None:
-        self.default_id = check_replay_id("default_id", default_id)
+        super().__init__(default_id=default_id)
         self._where = where
         self._closed = False
 

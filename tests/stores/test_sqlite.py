@@ -12,14 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from aiosfstream import ReplayMarker, ReplayOption
 from aiosfstream.exceptions import ReplayError
-from aiosfstream.replay import parse_marker_date
 from aiosfstream.stores import SQLiteReplayStorage
 from aiosfstream.testing import SalesforceEmulator
 from aiosfstream.typing import Payload
@@ -139,18 +137,15 @@ async def test_raw_dates_of_mixed_forms_compare_as_instants(
     assert rows(db_path)[CHANNEL] == (candidate if replaced else stored)
 
 
-async def test_store_message(db_path: Path) -> None:
+async def test_extract_replay_id_keeps_the_date_as_the_event_wrote_it(db_path: Path) -> None:
     message = {
         "channel": CHANNEL,
         "data": {"event": {"createdDate": "2024-05-01T12:00:00.000Z", "replayId": 31}},
     }
     async with SQLiteReplayStorage(db_path) as storage:
-        await storage.store_message(message)
-        stored = await storage.get_replay_marker(CHANNEL)
-    # The store keeps whatever text the marker's date has; only the instant matters.
-    assert stored is not None
-    assert stored.replay_id == 31
-    assert parse_marker_date(stored.date) == datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+        await storage.extract_replay_id(message)
+        assert await storage.get_replay_marker(CHANNEL) == ("2024-05-01T12:00:00.000Z", 31)
+    assert rows(db_path)[CHANNEL] == ("2024-05-01T12:00:00.000Z", 31)
 
 
 async def test_markers_survive_a_new_instance(db_path: Path) -> None:
