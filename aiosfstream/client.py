@@ -120,7 +120,7 @@ class Client(cometd_client.Client):
         proxy: str | None = None,
         backoff: Backoff | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        loop: asyncio.AbstractEventLoop | None = None,
+        loop: object = None,
     ) -> None:
         if loop is not None:
             warnings.warn(

@@ -21,7 +21,6 @@ import re
 import sys
 from abc import abstractmethod
 from collections.abc import Mapping, MutableMapping
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -448,7 +447,7 @@ class ReplayMarkerStorage(Extension):
         return f"{type(self).__name__}(default_id={self.default_id!r})"
 
 
-class ReplayMarkerStorageContextManager(AbstractAsyncContextManager[None]):
+class ReplayMarkerStorageContextManager:
     """Stores *message*'s marker in *replay_storage* when the ``async with`` block succeeds.
 
     When the block raises, nothing is stored and the exception goes on.  Made by calling
