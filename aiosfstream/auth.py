@@ -39,7 +39,7 @@ import re
 import time
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -473,6 +473,34 @@ def _load_rsa_private_key(pem: bytes, source: str) -> RSAPrivateKey:
             f"{source} must be an RSA key (Salesforce signs with RS256), not {type(key).__name__}"
         )
     return key
+
+
+class _Alias:
+    """An attribute of aiosfstream 0.5.0, read and written through to ours.
+
+    0.5.0 kept the credentials in public attributes (``client_id``, ``password``...);
+    code that reads or changes them keeps working, while ``repr`` still shows none.
+    """
+
+    def __init__(self, target: str) -> None:
+        self._target = target
+        self._name = target
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Alias: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> str: ...
+    def __get__(self, instance: object | None, owner: type) -> _Alias | str:
+        if instance is None:
+            return self
+        value: str = getattr(instance, self._target)
+        return value
+
+    def __set__(self, instance: object, value: str) -> None:
+        setattr(instance, self._target, _check_str(self._name, value))
 
 
 class _TokenAnswer(NamedTuple):
@@ -909,6 +937,11 @@ class PasswordAuthenticator(OAuthAuthenticator):
     :param password: the user's password, followed by the security token if needed
     """
 
+    # 0.5.0's names of the credentials.
+    client_id = _Alias("consumer_key")
+    client_secret = _Alias("_consumer_secret")
+    password = _Alias("_password")
+
     def __init__(
         self,
         consumer_key: str,
@@ -969,6 +1002,11 @@ class RefreshTokenAuthenticator(OAuthAuthenticator):
     :param consumer_secret: the connected app's consumer secret
     :param refresh_token: a refresh token issued to the connected app
     """
+
+    # 0.5.0's names of the credentials; refresh_token is the newest, once rotated.
+    client_id = _Alias("consumer_key")
+    client_secret = _Alias("_consumer_secret")
+    refresh_token = _Alias("_refresh_token")
 
     def __init__(
         self,

@@ -515,6 +515,31 @@ def test_050_positional_arguments_keep_their_meaning() -> None:
     assert refresh.json_loads is json.loads
 
 
+def test_050_credential_attributes_read_and_write_through() -> None:
+    auth = password_auth()
+    assert (auth.client_id, auth.client_secret, auth.password) == (
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        PASSWORD,
+    )
+    auth.password = "pw-SECRET-changed"
+    assert auth._token_request_data()["password"] == "pw-SECRET-changed"
+    assert "pw-SECRET-changed" in auth._secrets()
+    assert "pw-SECRET-changed" not in repr(auth)
+    with pytest.raises(TypeError, match="password must be a str"):
+        auth.password = None  # type: ignore[assignment]
+
+    refresh = RefreshTokenAuthenticator(CONSUMER_KEY, CONSUMER_SECRET, REFRESH_TOKEN)
+    assert (refresh.client_id, refresh.client_secret, refresh.refresh_token) == (
+        CONSUMER_KEY,
+        CONSUMER_SECRET,
+        REFRESH_TOKEN,
+    )
+    refresh.client_id = "3MVG9-other-app"
+    assert refresh._token_request_data()["client_id"] == "3MVG9-other-app"
+    assert refresh.consumer_key == "3MVG9-other-app"
+
+
 @pytest.mark.parametrize(
     ("cls", "left_out"),
     [
@@ -793,6 +818,7 @@ async def test_refresh_flow_keeps_a_rotated_refresh_token(token_server: TokenSer
     await auth.authenticate()
     await auth.authenticate()
     assert [form["refresh_token"] for form in token_server.forms] == [REFRESH_TOKEN, "rotated-1"]
+    assert auth.refresh_token == "rotated-2"
     assert {form["grant_type"] for form in token_server.forms} == {"refresh_token"}
     assert auth.access_token == ACCESS_TOKEN
 
