@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -10,9 +9,6 @@ import pytest
 from aiosfstream.testing import SalesforceEmulator
 
 from .support import CDC_CHANNEL, CHANNEL
-
-if sys.platform == "win32":  # the command is tested through POSIX signals and pipes
-    collect_ignore_glob = ["test_*.py"]
 
 
 @pytest.fixture
