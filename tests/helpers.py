@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,14 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def emulator_client(login_url: str, **options: Any) -> SalesforceStreamingClient:

@@ -394,7 +394,7 @@ async def main(path, backend):
     storage = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
     for replay_id in (255, 256):
         event = {"replayId": replay_id, "createdDate": "2024-05-01T10:00:00.000Z"}
-        await storage.store_message({"channel": sys.argv[3], "data": {"event": event}})
+        await storage.extract_replay_id({"channel": sys.argv[3], "data": {"event": event}})
     os.kill(os.getpid(), signal.SIGKILL)
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))
