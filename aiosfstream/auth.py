@@ -31,6 +31,7 @@ import contextlib
 import datetime
 import email.utils
 import inspect
+import ipaddress
 import json
 import logging
 import math
@@ -148,10 +149,25 @@ def _check_token(name: str, value: object) -> str:
     return token
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether *host* names this machine: ``localhost`` or a loopback address.
+
+    Plain http to such a host never crosses a network, so it needs no opt-in: a test
+    server on ``http://localhost`` works as it did with 0.5.0.
+    """
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_url(name: str, url: str, *, allow_http: bool, allow_credentials: bool = False) -> str:
     """Validate a base URL and return it without a trailing slash.
 
-    :raises ValueError: not an absolute https URL (http only when *allow_http*), or it
+    :raises ValueError: not an absolute https URL (http only to a loopback host or when
+        *allow_http*), or it
         carries credentials (unless *allow_credentials*), a query or a fragment
     """
     parts = urlsplit(url)
@@ -161,10 +177,10 @@ def _check_url(name: str, url: str, *, allow_http: bool, allow_credentials: bool
     shown = repr(url) if "@" not in parts.netloc else "<URL with credentials>"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{name} must be an absolute https:// URL, got {shown}")
-    if parts.scheme == "http" and not allow_http:
+    if parts.scheme == "http" and not allow_http and not is_loopback_host(parts.hostname):
         raise ValueError(
-            f"{name} {shown} is plain http, which would send credentials unencrypted; "
-            "pass allow_insecure_http=True to allow it (local emulators only)"
+            f"{name} {shown} is plain http to another machine, which would send "
+            "credentials unencrypted; pass allow_insecure_http=True to allow it"
         )
     if parts.query or parts.fragment:
         raise ValueError(f"{name} must not have a query or a fragment, got {shown}")
@@ -567,7 +583,8 @@ class AuthenticatorBase(AuthExtension):
     :param json_dumps: JSON encoder, kept for authenticators that need one
     :param json_loads: JSON decoder, for authenticators that read JSON
     :param timeout: seconds :meth:`authenticate` may take to obtain a token
-    :param allow_insecure_http: accept ``http://`` URLs, for local emulators only
+    :param allow_insecure_http: accept ``http://`` URLs to other hosts than this one
+        (loopback ones are always accepted), for emulators only
     :raises TypeError: an argument has the wrong type, or the class implements neither
         :meth:`authenticate` nor :meth:`_authenticate`
     :raises ValueError: *timeout* is not a positive number
@@ -766,8 +783,8 @@ class OAuthAuthenticator(AuthenticatorBase):
         certificate checks, or ``None`` to verify as usual
     :param proxy: URL of an HTTP proxy for the token request
     :param timeout: seconds the token request may take
-    :param allow_insecure_http: accept ``http://`` login and instance URLs, for local
-        emulators only
+    :param allow_insecure_http: accept ``http://`` login and instance URLs on other hosts
+        than this one (loopback ones are always accepted), for emulators only
     :raises ValueError: the login URL (or the :data:`TOKEN_URL` read) or the proxy URL
         is not usable
     """

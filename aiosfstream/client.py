@@ -337,7 +337,8 @@ class SalesforceStreamingClient(Client):
     :param password: the password, followed by the security token if one is needed
     :param sandbox: log in to a sandbox (``test.salesforce.com``)
     :param login_url: log in here instead (a My Domain URL, or a local emulator)
-    :param allow_insecure_http: accept ``http://`` URLs; for local emulators only
+    :param allow_insecure_http: accept ``http://`` URLs to other hosts than this one
+        (to ``localhost`` and loopback addresses they are always accepted); for emulators only
 
     The remaining keyword arguments are those of :class:`Client`.
     """

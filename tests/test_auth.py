@@ -360,11 +360,26 @@ def test_login_url_selection() -> None:
     assert community.token_url == "https://acme.force.com/customers/services/oauth2/token"
 
 
-def test_http_login_url_refused_by_default() -> None:
+def test_http_login_url_to_another_machine_refused_by_default() -> None:
     with pytest.raises(ValueError, match="allow_insecure_http"):
-        password_auth(login_url="http://127.0.0.1:8080")
-    auth = password_auth(login_url="http://127.0.0.1:8080", allow_insecure_http=True)
-    assert auth.token_url == "http://127.0.0.1:8080/services/oauth2/token"
+        password_auth(login_url="http://192.0.2.1:8080")
+    auth = password_auth(login_url="http://192.0.2.1:8080", allow_insecure_http=True)
+    assert auth.token_url == "http://192.0.2.1:8080/services/oauth2/token"
+
+
+@pytest.mark.parametrize(
+    "login_url",
+    ["http://localhost:8080", "http://127.0.0.1:8080", "http://127.8.9.10", "http://[::1]:80"],
+)
+def test_http_login_url_to_this_machine_needs_no_opt_in(login_url: str) -> None:
+    # Nothing leaves the machine, and 0.5.0 pointed at a local test server this way.
+    assert password_auth(login_url=login_url).token_url == f"{login_url}/services/oauth2/token"
+
+
+@pytest.mark.parametrize("host", ["localhost.example.com", "127.0.0.1.example.com", "10.0.0.1"])
+def test_http_to_a_name_that_only_looks_local_is_refused(host: str) -> None:
+    with pytest.raises(ValueError, match="allow_insecure_http"):
+        password_auth(login_url=f"http://{host}")
 
 
 @pytest.mark.parametrize(
@@ -647,7 +662,7 @@ def test_token_url_with_another_path_is_used_to_the_letter(
         (42, TypeError, r"aiosfstream\.auth\.TOKEN_URL must be a str"),
         ("", ValueError, r"aiosfstream\.auth\.TOKEN_URL must not be empty"),
         ("login.salesforce.com/services/oauth2/token", ValueError, "absolute https"),
-        (f"http://127.0.0.1:8080{TOKEN_PATH}", ValueError, "allow_insecure_http=True"),
+        (f"http://192.0.2.1:8080{TOKEN_PATH}", ValueError, "allow_insecure_http=True"),
         (f"https://login.salesforce.com{TOKEN_PATH}?x=1", ValueError, "query"),
         (f"https://admin:{PASSWORD}@login.salesforce.com{TOKEN_PATH}", ValueError, "credentials"),
     ],

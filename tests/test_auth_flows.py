@@ -304,7 +304,7 @@ def test_jwt_bad_keys_are_refused_without_showing_them(keys: KeyPair, tmp_path: 
         ({"audience": "http://acme.my.site.com"}, ValueError, "audience"),
         ({"audience": "https://user:pw@acme.my.site.com"}, ValueError, "audience"),
         ({"timeout": 0}, ValueError, "timeout"),
-        ({"login_url": "http://127.0.0.1:1"}, ValueError, "allow_insecure_http"),
+        ({"login_url": "http://192.0.2.1:1"}, ValueError, "allow_insecure_http"),
     ],
 )
 def test_jwt_options_validated(
@@ -635,7 +635,7 @@ async def test_session_token_refresh_timeout() -> None:
         (("a token", INSTANCE_URL), {}, ValueError, "access_token"),
         ((ACCESS_TOKEN, None), {}, TypeError, "instance_url"),
         ((ACCESS_TOKEN, "acme.my.salesforce.com"), {}, ValueError, "instance_url"),
-        ((ACCESS_TOKEN, "http://127.0.0.1:1"), {}, ValueError, "allow_insecure_http"),
+        ((ACCESS_TOKEN, "http://192.0.2.1:1"), {}, ValueError, "allow_insecure_http"),
         ((ACCESS_TOKEN, INSTANCE_URL), {"token_type": ""}, ValueError, "token_type"),
         ((ACCESS_TOKEN, INSTANCE_URL), {"token_type": "Bearer x"}, ValueError, "token_type"),
         ((ACCESS_TOKEN, INSTANCE_URL), {"refresh": "token"}, TypeError, "refresh"),

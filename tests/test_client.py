@@ -157,10 +157,10 @@ def test_plain_http_login_needs_an_explicit_opt_in() -> None:
     with pytest.raises(ValueError, match="http"):
         SalesforceStreamingClient("k", "s", "u", "p", login_url="http://login.example.com")
     client = SalesforceStreamingClient(
-        "k", "s", "u", "p", login_url="http://127.0.0.1:1", allow_insecure_http=True
+        "k", "s", "u", "p", login_url="http://login.example.com", allow_insecure_http=True
     )
     assert isinstance(client.authenticator, PasswordAuthenticator)
-    assert client.authenticator.login_url == "http://127.0.0.1:1"
+    assert client.authenticator.login_url == "http://login.example.com"
 
 
 @pytest.mark.parametrize(

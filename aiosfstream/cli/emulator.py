@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import shlex
 import socket
@@ -16,7 +15,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
-from aiosfstream.auth import TOKEN_PATH
+from aiosfstream.auth import TOKEN_PATH, is_loopback_host
 from aiosfstream.cli.errors import PROG, EmulatorAddressError, ExitCode
 from aiosfstream.cli.settings import EmulatorSettings
 from aiosfstream.cli.signals import Stopper
@@ -124,17 +123,8 @@ def _banner(emulator: SalesforceEmulator, settings: EmulatorSettings, url: str) 
     return "\n".join(lines) + "\n"
 
 
-def _is_loopback(host: str | None) -> bool:
-    if host is None or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 async def _serve(settings: EmulatorSettings) -> ExitCode:
-    if not _is_loopback(settings.host):
+    if settings.host is not None and not is_loopback_host(settings.host):
         logger.warning(
             "listening on %s: the emulator's credentials are public, anyone who can reach "
             "it can use it",

@@ -255,7 +255,7 @@ def _add_listen(add_parser: _AddParser, common: ArgumentParser) -> None:
     login.add_argument(
         "--allow-insecure-http",
         action="store_true",
-        help="accept http:// URLs (local emulators only)",
+        help="accept http:// URLs to other hosts than this one (test emulators only)",
     )
 
     connection = listen.add_argument_group("connection")

@@ -32,7 +32,7 @@ def test_build_authenticator() -> None:
         consumer_key="k",
         consumer_secret="s",
         refresh_token="rt",
-        login_url="http://127.0.0.1:1",
+        login_url="http://192.0.2.1:1",
     )
     with pytest.raises(UsageError, match="--allow-insecure-http"):
         build_authenticator(insecure)

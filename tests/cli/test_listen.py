@@ -256,8 +256,11 @@ async def test_unreachable_server_is_a_network_failure() -> None:
     finished.assert_clean("consumer-secret-1234", "password-1234")
 
 
-async def test_plain_http_needs_the_option(emulator: SalesforceEmulator) -> None:
-    finished = await run("listen", CHANNEL, env=emulator_env(emulator))
+async def test_plain_http_to_another_machine_needs_the_option(
+    emulator: SalesforceEmulator,
+) -> None:
+    env = emulator_env(emulator, SF_LOGIN_URL="http://192.0.2.1:1")
+    finished = await run("listen", CHANNEL, env=env)
     assert finished.code == ExitCode.USAGE
     assert "--allow-insecure-http" in finished.stderr
     assert finished.stderr.count("\n") == 1

@@ -13,16 +13,15 @@ reader as a comment, and loop forever.  So each runs as the body of a coroutine,
 
 The placeholder credentials are the emulator's.  The client is pointed at the emulator
 the way 0.5.0 users point it at a test server, by assigning ``aiosfstream.auth.TOKEN_URL``
-(and ``SANDBOX_TOKEN_URL``).  The emulator speaks plain http, which our authenticators
-take only with ``allow_insecure_http=True``: the names the examples call are bound to the
-classes with that argument added, the only argument the test adds.
+(and ``SANDBOX_TOKEN_URL``).  The emulator speaks plain http on ``localhost``, which
+needs no opt-in since nothing leaves the machine, so the examples call the real classes
+with exactly the arguments they show.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
-import functools
 import json
 import shelve
 import sys
@@ -177,11 +176,10 @@ class Harness:
         self.used.append(message)
 
     def namespace(self, **names: Any) -> dict[str, Any]:
-        insecure = functools.partial(functools.partial, allow_insecure_http=True)
         return {
-            "SalesforceStreamingClient": insecure(aiosfstream.SalesforceStreamingClient),
-            "PasswordAuthenticator": insecure(aiosfstream.PasswordAuthenticator),
-            "RefreshTokenAuthenticator": insecure(aiosfstream.RefreshTokenAuthenticator),
+            "SalesforceStreamingClient": aiosfstream.SalesforceStreamingClient,
+            "PasswordAuthenticator": aiosfstream.PasswordAuthenticator,
+            "RefreshTokenAuthenticator": aiosfstream.RefreshTokenAuthenticator,
             "Client": Client,
             "DefaultMappingStorage": DefaultMappingStorage,
             "ReplayMarkerStorage": ReplayMarkerStorage,
@@ -267,7 +265,6 @@ def make_client(emulator: SalesforceEmulator, **options: Any) -> aiosfstream.Cli
         consumer_secret=PLACEHOLDER_CREDENTIALS.consumer_secret,
         username=PLACEHOLDER_CREDENTIALS.username,
         password=PLACEHOLDER_CREDENTIALS.password,
-        allow_insecure_http=True,
         **options,
     )
 
