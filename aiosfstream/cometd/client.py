@@ -165,7 +165,8 @@ class Client:
         self.extensions = extensions
         self.auth = auth
         self._connection_types = _connection_types(connection_types)
-        self._ssl: SSLContext | bool = True if ssl is None else ssl
+        #: The TLS setting the transports use (``True``: verify against the system CAs).
+        self.ssl: SSLContext | bool = True if ssl is None else ssl
         self._proxy = proxy
         self._json_dumps = json_dumps
         self._json_loads = json_loads
@@ -524,7 +525,7 @@ class Client:
         return {
             "json_dumps": self._json_dumps,
             "json_loads": self._json_loads,
-            "ssl": self._ssl,
+            "ssl": self.ssl,
             "proxy": self._proxy,
             "max_response_bytes": self.max_response_bytes,
         }
