@@ -118,6 +118,8 @@ def build_event_message(
     ``data`` object and only ``data.event.replayId`` is filled in.
     """
     if raw:
+        if payload is not None and not isinstance(payload, Mapping):
+            raise ValueError("a raw payload is the whole data object (a JSON object)")
         data = copy.deepcopy(dict(payload or {}))
         event = data.setdefault("event", {})
         if isinstance(event, dict):

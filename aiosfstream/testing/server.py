@@ -6,6 +6,7 @@ import asyncio
 import copy
 import dataclasses
 import errno
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -303,6 +304,8 @@ class SalesforceEmulator:
 
     def advance(self, seconds: float) -> None:
         """Move the emulator's clock forward, e.g. past the client expiry or retention."""
+        if not math.isfinite(seconds):
+            raise ValueError("the clock moves forward by a finite number of seconds")
         if seconds < 0:
             raise ValueError("the clock only moves forward")
         self._offset += seconds

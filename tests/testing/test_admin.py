@@ -433,3 +433,34 @@ async def test_my_domain_setting(http: aiohttp.ClientSession, emulator: Salesfor
             "error": "invalid_grant",
             "error_description": "request not supported on this domain",
         }
+
+
+async def test_the_clock_refuses_what_is_not_a_finite_number(
+    http: aiohttp.ClientSession, emulator: SalesforceEmulator
+) -> None:
+    # Python's json reads NaN and 1e400 (infinity); a clock set to either breaks publish.
+    for seconds in (b"NaN", b"Infinity", b"1e400"):
+        response, body = await request(
+            http, emulator, "POST", "/advance", b'{"seconds": ' + seconds + b"}"
+        )
+        assert (response.status, body) == (
+            400,
+            {"error": "the clock moves forward by a finite number of seconds"},
+        ), seconds
+    with pytest.raises(ValueError, match="finite"):
+        emulator.advance(float("nan"))
+    before = emulator.now()
+    emulator.advance(1.5)
+    assert emulator.now() >= before + 1.5
+
+
+async def test_a_raw_payload_must_be_an_object(
+    http: aiohttp.ClientSession, emulator: SalesforceEmulator
+) -> None:
+    await admin(http, emulator, "/channels", {"name": "/topic/Orders"})
+    for payload in (5, [1], "text"):
+        body = {"channel": "/topic/Orders", "raw": True, "payload": payload}
+        assert await admin(http, emulator, "/publish", body) == (
+            400,
+            {"error": "a raw payload is the whole data object (a JSON object)"},
+        ), payload

@@ -69,6 +69,7 @@ _ALLOWED_TOP_LEVEL = {
     "json",
     "jwt",
     "logging",
+    "math",
     "pytest",
     "pytest_asyncio",
     "re",
