@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from aiosfstream.auth import TOKEN_PATH, is_loopback_host
 from aiosfstream.cli.errors import PROG, EmulatorAddressError, ExitCode
@@ -99,6 +100,8 @@ def _banner(emulator: SalesforceEmulator, settings: EmulatorSettings, url: str) 
         demo = f"Demo events: {settings.demo_rate:g} per second on {channels}"
     else:
         demo = f"Channels: {channels} (no demo events; see --demo-rate)"
+    # Plain http to this machine needs no opt-in; to a machine name it does.
+    insecure = [] if is_loopback_host(urlsplit(url).hostname or "") else ["--allow-insecure-http"]
     where = []
     if settings.host in WILDCARD_HOSTS:
         where = [
@@ -116,7 +119,7 @@ def _banner(emulator: SalesforceEmulator, settings: EmulatorSettings, url: str) 
         "Its credentials are fake and the same for everyone. To try a client:",
         "",
         *(f"export {name}={shlex.quote(value)}" for name, value in exports.items()),
-        f"{PROG} listen --allow-insecure-http {shlex.quote(settings.demo_channels[0])}",
+        " ".join([PROG, "listen", *insecure, shlex.quote(settings.demo_channels[0])]),
         "",
         "Stop with Ctrl+C.",
     ]

@@ -59,9 +59,9 @@ async def test_emulator_command_serves_until_sigterm() -> None:
                     if line.startswith("export ")
                 }
             )
-            listener = await run(
-                "listen", "--allow-insecure-http", "--count", "2", "/topic/Demo", env=env
-            )
+            # The printed command needs no --allow-insecure-http: localhost is this machine.
+            assert "aiosfstream listen /topic/Demo\n" in banner
+            listener = await run("listen", "--count", "2", "/topic/Demo", env=env)
             assert listener.code == ExitCode.OK
             assert len(listener.events) == 2
 
