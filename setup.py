@@ -10,7 +10,17 @@ VERSION = re.search(
     r'__version__ = "([^"]+)"', (HERE / "aiosfstream" / "_version.py").read_text()
 ).group(1)  # type: ignore[union-attr]
 
+#: The Pub/Sub API (gRPC + Avro).  The floors are those of the checked-in generated code in
+#: aiosfstream/_pubsub_proto: it refuses an older grpcio or protobuf, and protobuf warns on
+#: another major version.
+PUBSUB_REQUIRES = ["grpcio>=1.85.1", "protobuf>=7.35.1,<8", "fastavro>=1.12.1"]
+#: The stub-match test regenerates the stubs and compares them byte for byte, so the
+#: generators are pinned to the versions that wrote the checked-in files.
+PROTO_GENERATORS = ["grpcio-tools==1.85.1", "mypy-protobuf==5.1.0"]
+
 TEST_REQUIRES = [
+    *PUBSUB_REQUIRES,
+    *PROTO_GENERATORS,
     "pytest>=8",
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",
@@ -18,7 +28,13 @@ TEST_REQUIRES = [
     "PyJWT[crypto]>=2.8",
     "redis>=5.0.1",
 ]
-LINT_REQUIRES = ["mypy>=1.11", "ruff>=0.6", "types-python-dateutil"]
+LINT_REQUIRES = [
+    "mypy>=1.11",
+    "ruff>=0.6",
+    "types-python-dateutil",
+    "types-protobuf",
+    "types-grpcio",
+]
 DOCS_REQUIRES = ["sphinx>=7.2"]
 
 setup(
@@ -36,6 +52,7 @@ setup(
         "jwt": ["PyJWT[crypto]>=2.8"],
         "redis": ["redis>=5.0.1"],
         "orjson": ["orjson>=3.9"],
+        "pubsub": PUBSUB_REQUIRES,
         "test": TEST_REQUIRES,
         "dev": TEST_REQUIRES + LINT_REQUIRES + DOCS_REQUIRES,
     },
