@@ -176,6 +176,28 @@ def _user_id_of(authenticator: AuthenticatorBase) -> str | None:
     return identity[-1] if len(identity) >= 3 and identity[-3] == "id" else None
 
 
+class _Requests:
+    """The request side of a ``Subscribe`` call, fed without waiting.
+
+    It never ends by itself: a finished request iterator would half-close the call, and
+    the server would end the stream.
+    """
+
+    def __init__(self, first: pb.FetchRequest) -> None:
+        self._queue: asyncio.Queue[pb.FetchRequest] = asyncio.Queue()
+        self._queue.put_nowait(first)
+
+    def __aiter__(self) -> _Requests:
+        return self
+
+    async def __anext__(self) -> pb.FetchRequest:
+        return await self._queue.get()
+
+    def ask(self, num_requested: int) -> None:
+        """Ask for *num_requested* more events."""
+        self._queue.put_nowait(pb.FetchRequest(num_requested=num_requested))
+
+
 class _Stream:
     """One topic's subscription: its current ``Subscribe`` call and its position."""
 
@@ -190,7 +212,10 @@ class _Stream:
         self.queued = 0
         #: The date of the last event received, for the marker of a keepalive.
         self.last_date: str | None = None
-        self.requests: asyncio.Queue[pb.FetchRequest] | None = None
+        #: The requests of the current call, while one runs.
+        self.requests: _Requests | None = None
+        #: Events granted to the next call while it waited for room in the queue.
+        self.granted = 0
         self.room = asyncio.Event()
         self.settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
@@ -664,15 +689,21 @@ class PubSubClient:
         return self.pending_count
 
     def _top_up(self) -> None:
-        """Ask each stream for as many events as the queue has room for."""
+        """Ask each stream for as many events as the queue has room for.
+
+        The streams holding the least demand go first, so that freed room goes to a
+        stream waiting to start rather than always to the first one subscribed.
+        """
         queued = self._queued()
-        for stream in self._streams.values():
+        for stream in sorted(self._streams.values(), key=self._budget.outstanding):
             if stream.requests is None:
-                stream.room.set()
+                if not stream.room.is_set():
+                    stream.granted += self._budget.grant(stream, queued)
+                    stream.room.set()
                 continue
             wanted = self._budget.grant(stream, queued)
             if wanted:
-                stream.requests.put_nowait(pb.FetchRequest(num_requested=wanted))
+                stream.requests.ask(wanted)
 
     async def _stop_streams(self, streams: list[_Stream]) -> None:
         for stream in streams:
@@ -708,11 +739,15 @@ class PubSubClient:
         # A new call starts with no demand; wait until the queue has room for one event.
         self._budget.forget(stream)
         self._budget.add(stream)
+        stream.granted = 0
         while True:
-            wanted = self._budget.grant(stream, self._queued())
+            wanted = stream.granted or self._budget.grant(stream, self._queued())
             if wanted:
+                stream.granted = 0
                 request.num_requested = wanted
                 return request
+            # Waiting for the consumer is no refusal: subscribe() need not wait with it.
+            stream.settle()
             stream.room.clear()
             await stream.room.wait()
 
@@ -799,17 +834,9 @@ class PubSubClient:
     async def _run_call(self, stream: _Stream) -> tuple[bool, PubSubServerError]:
         """Run one ``Subscribe`` call until it ends; return whether it worked (delivered
         something, or stayed open :data:`SETTLE_SECONDS`) and how it ended."""
-        first = await self._start_request(stream)
-        requests: asyncio.Queue[pb.FetchRequest] = asyncio.Queue()
+        requests = _Requests(await self._start_request(stream))
         stream.requests = requests
-
-        async def request_stream() -> Any:
-            # The request side must stay open: a finished iterator half-closes the call.
-            yield first
-            while True:
-                yield await requests.get()
-
-        call = self._api.Subscribe(request_stream(), metadata=self._metadata())
+        call = self._api.Subscribe(requests, metadata=self._metadata())
         worked = False
         reading: asyncio.Future[Any] = asyncio.ensure_future(call.read())
         try:
