@@ -48,7 +48,10 @@ async def test_change_events_carry_field_names(org: Org) -> None:
         org.pubsub.publish(
             ACCOUNT_TOPIC,
             {
-                "ChangeEventHeader": {"changeType": "UPDATE", "changedFields": ["Name", "Industry"]},
+                "ChangeEventHeader": {
+                    "changeType": "UPDATE",
+                    "changedFields": ["Name", "Industry"],
+                },
                 "Name": "Acme",
                 "Industry": "Energy",
             },
