@@ -10,6 +10,10 @@ A :class:`ReplayMarkerStorage` remembers, per channel, the :class:`ReplayMarker`
 event processed and adds the matching replay id to every subscribe request.  A marker keeps
 the event's date as Salesforce wrote it, so storages written by aiosfstream 0.5 and by this
 version can be used by either; dates are parsed only to order markers.
+
+The Pub/Sub API's replay ids are opaque ``bytes`` instead of ints.  The same storages keep
+them, under the topic's name, and give them back unchanged; see :func:`is_newer` for how
+such markers are ordered (by arrival, never by comparing ids).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import sys
 from abc import abstractmethod
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
 from dateutil import parser as date_parser
 
@@ -68,11 +72,12 @@ class ReplayMarker(NamedTuple):
         :meth:`ReplayMarkerStorage.get_message_date`): an ISO-8601 string such as
         ``2016-03-29T16:40:08.208Z``, or epoch milliseconds in decimal for Change Data
         Capture; ``""`` when the event carried no date
-    :param replay_id: the event's opaque replay id
+    :param replay_id: the event's opaque replay id: an ``int`` from CometD, non-empty
+        ``bytes`` from the Pub/Sub API
     """
 
     date: str
-    replay_id: int
+    replay_id: int | bytes
 
 
 class ReplayMarkerStoragePolicy(enum.Enum):
@@ -217,11 +222,25 @@ def _text_order_key(date: str) -> str | None:
 def is_newer(candidate: ReplayMarker, current: ReplayMarker | None) -> bool:
     """Tell whether *candidate* should replace the stored *current* marker.
 
-    Markers are ordered by date, whatever form each date is written in; equal dates are
-    ordered by replay id.  When either date is missing or unreadable the candidate counts
-    as newer, since nothing proves it is not.
+    Markers with int (CometD) ids are ordered by date, whatever form each date is written
+    in; equal dates are ordered by replay id.  When either date is missing or unreadable
+    the candidate counts as newer, since nothing proves it is not.
+
+    When either id is ``bytes`` (Pub/Sub), the candidate is newer: the last marker stored
+    is the newest.  Pub/Sub ids are opaque and must not be compared, and dates cannot
+    stand in for them: an event's ``CreatedDate`` is written by whoever published it,
+    and the bus may order two events against their dates, so a date order could hold a
+    channel's marker back, or freeze it behind one wrongly dated event until its id
+    falls out of retention.  Arrival order is the bus order: a subscription delivers a
+    topic's events in it, and the client stores their markers in it.  A marker stored
+    out of that order (another process, or events processed concurrently) can move the
+    position back, which means events delivered again after a restart, never skipped.
+    A different kind of id (a channel moving between CometD and Pub/Sub) also replaces
+    the stored one, since neither can be replayed from the other.
     """
     if current is None:
+        return True
+    if isinstance(candidate.replay_id, bytes) or isinstance(current.replay_id, bytes):
         return True
     candidate_key = _text_order_key(candidate.date)
     current_key = _text_order_key(current.date)
@@ -255,6 +274,16 @@ def _describe_id(replay_id: int) -> str:
 
 
 def check_replay_id(name: str, value: object) -> int:
+    """Return *value*, the argument *name*, as a CometD replay id or :class:`ReplayOption`.
+
+    This is what a storage's ``default_id`` and the CLI's ``--replay`` take: ``-1`` and
+    ``-2`` come back as their :class:`ReplayOption`.  Pub/Sub ids (``bytes``) are not
+    accepted: a Pub/Sub subscription starts from an id it has received, never from one
+    written by hand.
+
+    :raises TypeError: *value* is not an ``int`` (a ``bool`` is not one)
+    :raises ValueError: *value* is below ``-2``
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int or a ReplayOption, got {type(value).__name__}")
     if value < ReplayOption.ALL_EVENTS:
@@ -264,11 +293,25 @@ def check_replay_id(name: str, value: object) -> int:
     return value
 
 
+def _is_replay_id(value: object) -> TypeGuard[int | bytes]:
+    """Tell whether *value* can be a marker's replay id: an ``int`` or non-empty ``bytes``.
+
+    A ``bool`` is not a replay id.  Nor is a ``bytearray``, which could change after it was
+    stored, or a ``memoryview``, which a shelf cannot pickle: they are refused rather than
+    copied into ``bytes`` that would come back as another type.
+    """
+    if isinstance(value, bytes):
+        return bool(value)
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check_marker(name: str, value: object) -> ReplayMarker:
     """Return *value*, the argument *name*, as a :class:`ReplayMarker`.
 
     :raises TypeError: *value* is not a ``(date, replay_id)`` pair of a ``str`` and an
-        ``int`` (a ``bool`` is not a replay id); the message names the type received
+        ``int`` or ``bytes`` (a ``bool`` is not a replay id, nor a ``bytearray`` or a
+        ``memoryview``); the message names the type received
+    :raises ValueError: the replay id is empty ``bytes``, which names no event
     """
     if not isinstance(value, tuple):
         raise TypeError(f"{name} must be a ReplayMarker, got {type(value).__name__}")
@@ -279,8 +322,12 @@ def _check_marker(name: str, value: object) -> ReplayMarker:
     date, replay_id = value
     if not isinstance(date, str):
         raise TypeError(f"{name}.date must be a str, got {type(date).__name__}")
-    if isinstance(replay_id, bool) or not isinstance(replay_id, int):
-        raise TypeError(f"{name}.replay_id must be an int, got {type(replay_id).__name__}")
+    if not _is_replay_id(replay_id):
+        if isinstance(replay_id, bytes):
+            raise ValueError(f"{name}.replay_id must not be empty bytes: it names no event")
+        kind = type(replay_id).__name__
+        hint = " (convert it with bytes())" if isinstance(replay_id, bytearray | memoryview) else ""
+        raise TypeError(f"{name}.replay_id must be an int or bytes, got {kind}{hint}")
     if isinstance(value, ReplayMarker):
         return value
     return ReplayMarker(date, replay_id)
@@ -315,12 +362,13 @@ class ReplayMarkerStorage(Extension):
     async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
         """Store *replay_marker* as the marker of *subscription*."""
 
-    async def get_replay_id(self, subscription: str) -> int:
+    async def get_replay_id(self, subscription: str) -> int | bytes:
         """Return the replay id to subscribe to *subscription* with.
 
-        That is the stored marker's id, or :attr:`default_id` when there is none.  A
-        filtered PushTopic subscription (``/topic/Foo?Type=Bar``) without a marker of its
-        own uses the marker of its channel, since the events arrive on the channel.
+        That is the stored marker's id (an ``int`` stored by the CometD client, ``bytes``
+        by the Pub/Sub client), or :attr:`default_id` when there is none.  A filtered
+        PushTopic subscription (``/topic/Foo?Type=Bar``) without a marker of its own uses
+        the marker of its channel, since the events arrive on the channel.
         """
         marker = await self.get_replay_marker(subscription)
         channel = _channel_of(subscription)
@@ -335,7 +383,9 @@ class ReplayMarkerStorage(Extension):
 
         A message whose ``ext.replay`` already names its subscription is left alone, so the
         client can force a replay option (for example the fallback after an invalid replay
-        id); so is one without a subscription.
+        id); so is one without a subscription.  A stored Pub/Sub id (``bytes``: topics and
+        channels share names) means nothing to CometD: the subscription then starts at
+        :attr:`default_id`, with a warning.
         """
         subscription = message.get("subscription")
         if not isinstance(subscription, str):
@@ -347,6 +397,14 @@ class ReplayMarkerStorage(Extension):
         if isinstance(replay, dict) and subscription in replay:
             return
         replay_id = await self.get_replay_id(subscription)
+        if isinstance(replay_id, bytes):
+            logger.warning(
+                "the stored replay id of %r comes from the Pub/Sub API, which CometD cannot "
+                "replay from; subscribing with %r",
+                subscription,
+                self.default_id,
+            )
+            replay_id = self.default_id
         if isinstance(replay, dict):
             replay[subscription] = replay_id
         else:
@@ -493,10 +551,15 @@ def _as_marker(subscription: str, value: object) -> ReplayMarker | None:
             f"stored value for {subscription!r} is not a replay marker "
             f"(got a {stored} whose date is a {type(date).__name__}, not a str)"
         )
-    if isinstance(replay_id, bool) or not isinstance(replay_id, int):
+    if not _is_replay_id(replay_id):
+        problem = (
+            "empty bytes"
+            if isinstance(replay_id, bytes)
+            else f"a {type(replay_id).__name__}, not an int or bytes"
+        )
         raise ReplayError(
             f"stored value for {subscription!r} is not a replay marker "
-            f"(got a {stored} whose replay_id is a {type(replay_id).__name__}, not an int)"
+            f"(got a {stored} whose replay_id is {problem})"
         )
     if isinstance(value, ReplayMarker):
         return value
@@ -541,6 +604,7 @@ class MappingStorage(ReplayMarkerStorage):
         crash before it would leave a marker that cannot be read.
 
         :raises TypeError: *replay_marker* is not a :class:`ReplayMarker`
+        :raises ValueError: its replay id is empty ``bytes``
         """
         self.mapping[subscription] = _check_marker("replay_marker", replay_marker)
         sync = getattr(self.mapping, "sync", None)
@@ -550,9 +614,11 @@ class MappingStorage(ReplayMarkerStorage):
     async def store_marker(self, subscription: str, marker: ReplayMarker) -> None:
         """Store *marker* unless the stored marker of *subscription* is newer.
 
-        A mapping holds replay ids of any size, so any ``int`` is accepted.
+        A mapping holds replay ids of any size, so any ``int`` is accepted, and any
+        non-empty ``bytes``.
 
         :raises TypeError: *marker* is not a :class:`ReplayMarker`
+        :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: the stored marker cannot be read
         """
         await super().store_marker(subscription, _check_marker("marker", marker))
@@ -561,6 +627,7 @@ class MappingStorage(ReplayMarkerStorage):
         """Store several markers, each only if newer; all are checked before any is stored.
 
         :raises TypeError: a value of *markers* is not a :class:`ReplayMarker`
+        :raises ValueError: a replay id is empty ``bytes``
         """
         if not isinstance(markers, Mapping):
             raise TypeError(f"markers must be a Mapping, got {type(markers).__name__}")

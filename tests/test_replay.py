@@ -855,15 +855,15 @@ async def test_a_shelf_holds_replay_ids_of_any_size(tmp_path: Path) -> None:
         # The old code reported the tuple it had made out of the dict.
         (
             {"date": "2016-03-29T16:40:08Z", "replay_id": "3"},
-            "(got a dict whose replay_id is a str, not an int)",
+            "(got a dict whose replay_id is a str, not an int or bytes)",
         ),
         # The old code said "got ReplayMarker": right type, wrong field.
         (
             ReplayMarker("2016-03-29T16:40:08Z", True),
-            "(got a ReplayMarker whose replay_id is a bool, not an int)",
+            "(got a ReplayMarker whose replay_id is a bool, not an int or bytes)",
         ),
         ((b"2016-03-29T16:40:08Z", 1), "(got a tuple whose date is a bytes, not a str)"),
-        (["2016-03-29T16:40:08Z", 1.0], "(got a list whose replay_id is a float, not an int)"),
+        (["2016-03-29T16:40:08Z", 1.0], "(got a list whose replay_id is a float, not an int or bytes)"),
         (("2016-03-29T16:40:08Z",), "(got a tuple of length 1)"),
         (42, "(got int)"),
     ],
@@ -884,10 +884,10 @@ async def test_mapping_storage_refuses_bad_markers_naming_the_type_received() ->
     storage = MappingStorage(mapping)
     with pytest.raises(TypeError) as caught:
         await storage.set_replay_marker("/topic/foo", ReplayMarker(_SAME_DATE, True))
-    assert str(caught.value) == "replay_marker.replay_id must be an int, got bool"
+    assert str(caught.value) == "replay_marker.replay_id must be an int or bytes, got bool"
     with pytest.raises(TypeError) as caught:
         await storage.store_marker("/topic/foo", (_SAME_DATE, "7"))  # type: ignore[arg-type]
-    assert str(caught.value) == "marker.replay_id must be an int, got str"
+    assert str(caught.value) == "marker.replay_id must be an int or bytes, got str"
     with pytest.raises(TypeError) as caught:
         await storage.store_marker("/topic/foo", 7)  # type: ignore[arg-type]
     assert str(caught.value) == "marker must be a ReplayMarker, got int"

@@ -26,7 +26,10 @@ _Storage = TypeVar("_Storage", bound="DurableStorage")
 
 
 class IdRange(NamedTuple):
-    """The replay ids a storage can hold: *low* to *high*, both included."""
+    """The int replay ids a storage can hold: *low* to *high*, both included.
+
+    Bytes ids (Pub/Sub) have no range: every storage holds them whole.
+    """
 
     low: int
     high: int
@@ -34,9 +37,9 @@ class IdRange(NamedTuple):
     text: str
 
     def check(self, owner: str, subscription: str, marker: ReplayMarker) -> ReplayMarker:
-        """Return *marker*, or raise :exc:`ReplayError` if its id is out of the range."""
+        """Return *marker*, or raise :exc:`ReplayError` if its int id is out of the range."""
         replay_id = marker.replay_id
-        if self.low <= replay_id <= self.high:
+        if isinstance(replay_id, bytes) or self.low <= replay_id <= self.high:
             return marker
         raise ReplayError(
             f"{owner} cannot hold the replay id {_describe_id(replay_id)} of channel "
@@ -90,6 +93,7 @@ class DurableStorage(DefaultReplayIdMixin, ReplayMarkerStorage):
         """Return *marker*, the argument *name*, if the storage can hold it.
 
         :raises TypeError: *subscription* is not a ``str`` or *marker* not a marker
+        :raises ValueError: the replay id is empty ``bytes``
         :raises ReplayError: the replay id is out of the storage's range
         """
         channel = check_subscription(subscription)
@@ -99,6 +103,7 @@ class DurableStorage(DefaultReplayIdMixin, ReplayMarkerStorage):
         """Return the markers of a ``store_markers`` call if the storage can hold each.
 
         :raises TypeError: *markers* is not a mapping of channels to markers
+        :raises ValueError: a replay id is empty ``bytes``
         :raises ReplayError: a replay id is out of the storage's range
         """
         if not isinstance(markers, Mapping):

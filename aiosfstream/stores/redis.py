@@ -1,12 +1,16 @@
 """Replay markers in Redis, shared by every process that talks to the same server.
 
 Each channel's marker is a hash at ``<key_prefix><channel>`` with three fields: ``date``
-(as the marker has it), ``replay_id`` (decimal) and ``sort_date`` (the date normalised to
-``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, or ``""`` when it has none).
+(as the marker has it), ``replay_id`` and ``sort_date`` (the date normalised to
+``YYYY-MM-DDTHH:MM:SS.ffffff+00:00``, or ``""`` when it has none).  A CometD replay id
+(an int) is written in decimal, as 1.0.0.dev0 wrote it; a Pub/Sub replay id (bytes) as
+``hex:`` and its bytes in lower-case hexadecimal, which no decimal can be mistaken for:
+older versions refuse such a marker instead of misreading it.
 
 :meth:`RedisReplayStorage.store_marker` compares and writes in one Lua script, which Redis
-runs atomically: of two processes storing markers of the same channel at the same time,
-the newer marker wins, whatever the order they arrive in.
+runs atomically: of two processes storing int markers of the same channel at the same
+time, the newer marker wins, whatever the order they arrive in.  Bytes ids are never
+compared (:func:`aiosfstream.replay.is_newer`): the last one stored wins.
 
 redis-py is imported when a storage is created, not when this module is.
 """
@@ -41,12 +45,17 @@ _INSTALL_HINT = (
 #: Most decimal digits of a replay id.  Python converts an int to and from text only up to
 #: ``sys.get_int_max_str_digits()`` digits, which is never set below 640.
 _MAX_DIGITS = 640
-#: A replay id as the storage writes it: no sign on 0, no leading zeros, no spaces.
+#: An int replay id as the storage writes it: no sign on 0, no leading zeros, no spaces.
 _CANONICAL_ID = re.compile(rf"0|-?[1-9][0-9]{{0,{_MAX_DIGITS - 1}}}")
+#: What a bytes replay id is written after.
+_BYTES_PREFIX = "hex:"
+#: A bytes replay id as the storage writes it: at least one byte, lower-case hex digits.
+_CANONICAL_BYTES_ID = re.compile(rf"{_BYTES_PREFIX}(?:[0-9a-f]{{2}})+")
 
-# KEYS[1]: the channel's hash.  ARGV: date, replay id (decimal), sortable date or ''.
-# The same rules as aiosfstream.replay.is_newer: a missing date on either side makes the
-# candidate newer; otherwise the later date wins, and equal dates go to the larger id.
+# KEYS[1]: the channel's hash.  ARGV: date, replay id (decimal, or hex: for bytes),
+# sortable date or ''.  The same rules as aiosfstream.replay.is_newer: a bytes id on
+# either side, or a missing date on either side, makes the candidate newer; otherwise the
+# later date wins, and equal dates go to the larger id.
 # Lua numbers are doubles, exact only up to 2**53, so ids are never turned into numbers:
 # they stay decimal strings, compared by sign, then length, then bytes.  That is exact
 # only for the canonical form (no leading zeros, no "+", no spaces), so a stored id in
@@ -84,13 +93,23 @@ local function compare_ids(a, b)
   return sign * compare_bytes(a, b)
 end
 
+local function is_int(id)
+  return id == '0' or string.find(id, '^%-?[1-9][0-9]*$') ~= nil
+end
+
+local function is_bytes(id)
+  return string.find(id, '^hex:[0-9a-f]+$') ~= nil and #id % 2 == 0
+end
+
 local current = redis.call('HMGET', KEYS[1], 'replay_id', 'sort_date')
 local current_id, current_date = current[1], current[2]
-if current_id and current_id ~= '0' and not string.find(current_id, '^%-?[1-9][0-9]*$') then
-  return redis.error_reply('the replay_id of ' .. KEYS[1] .. ' is not a decimal integer')
+if current_id and not is_int(current_id) and not is_bytes(current_id) then
+  return redis.error_reply(
+    'the replay_id of ' .. KEYS[1] .. ' is not a decimal integer, nor hex: and bytes')
 end
 local date, id = ARGV[3], ARGV[2]
-if current_id and date ~= '' and current_date and current_date ~= '' then
+if current_id and is_int(current_id) and is_int(id)
+    and date ~= '' and current_date and current_date ~= '' then
   local order = compare_bytes(date, current_date)
   if order < 0 then return 0 end
   if order == 0 and compare_ids(id, current_id) <= 0 then return 0 end
@@ -129,6 +148,26 @@ def _public_url(url: str) -> str:
     return f"{parts.scheme}://{hostinfo}{parts.path}"
 
 
+def _encode_id(replay_id: int | bytes) -> str:
+    """*replay_id* as the ``replay_id`` field holds it."""
+    if isinstance(replay_id, bytes):
+        return f"{_BYTES_PREFIX}{replay_id.hex()}"
+    return str(replay_id)
+
+
+def _decode_id(text: str) -> int | bytes | None:
+    """The replay id in a ``replay_id`` field, or ``None`` if it is not one the storage wrote.
+
+    Only the forms :func:`_encode_id` writes: int() would also take " 7", "+7" or "0_7",
+    which the compare-and-set script cannot order.
+    """
+    if _CANONICAL_ID.fullmatch(text):
+        return int(text)
+    if _CANONICAL_BYTES_ID.fullmatch(text):
+        return bytes.fromhex(text[len(_BYTES_PREFIX) :])
+    return None
+
+
 def _text(value: object) -> str | None:
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
@@ -150,8 +189,9 @@ class RedisReplayStorage(DurableStorage):
     A marker is in Redis once :meth:`set_replay_marker` or :meth:`store_marker` returns;
     whether it survives a restart of Redis depends on the server's persistence settings.
 
-    Replay ids of up to 640 decimal digits are stored and compared exactly; a marker
+    Int replay ids of up to 640 decimal digits are stored and compared exactly; a marker
     with a longer id raises :exc:`~aiosfstream.exceptions.ReplayError` and is not stored.
+    Bytes ids (Pub/Sub) are stored whole.
     """
 
     _ids = IdRange(
@@ -225,17 +265,17 @@ class RedisReplayStorage(DurableStorage):
             date, replay_id = await reply
         if date is None and replay_id is None:
             return None
-        date_text, id_text = _text(date) or "", _text(replay_id)
-        # Only the form the storage writes: int() would also take " 7", "+7" or "0_7",
-        # which the compare-and-set script cannot order.
-        if id_text is None or not _CANONICAL_ID.fullmatch(id_text):
+        id_text = _text(replay_id)
+        decoded = None if id_text is None else _decode_id(id_text)
+        if decoded is None:
             raise ReplayError(f"Redis key {key!r} does not hold a replay marker")
-        return ReplayMarker(date_text, int(id_text))
+        return ReplayMarker(_text(date) or "", decoded)
 
     async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
         """Store *replay_marker* as the marker of *subscription*, newer or not.
 
         :raises TypeError: *replay_marker* is not a :class:`ReplayMarker`
+        :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: Redis failed, the replay id has more than 640 digits, or the
             storage is closed
         """
@@ -243,7 +283,7 @@ class RedisReplayStorage(DurableStorage):
         # Any: redis-py's Mapping type is invariant in a key type wider than str.
         fields: dict[Any, Any] = {
             "date": marker.date,
-            "replay_id": str(marker.replay_id),
+            "replay_id": _encode_id(marker.replay_id),
             "sort_date": _sort_date(marker.date),
         }
         async with self._command():
@@ -257,8 +297,9 @@ class RedisReplayStorage(DurableStorage):
         processes too.
 
         :raises TypeError: *marker* is not a :class:`ReplayMarker`
+        :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: Redis failed, the replay id has more than 640 digits, the
-            stored replay id is not a decimal integer, or the storage is closed
+            stored replay id is not one the storage writes, or the storage is closed
         """
         await self._store_if_newer(subscription, self._checked(subscription, marker, "marker"))
 
@@ -269,6 +310,7 @@ class RedisReplayStorage(DurableStorage):
         is written.  Each marker is then its own atomic step.
 
         :raises TypeError: *markers* is not a mapping of :class:`ReplayMarker` objects
+        :raises ValueError: a replay id is empty ``bytes``
         :raises ReplayError: Redis failed, a replay id has more than 640 digits, or the
             storage is closed
         """
@@ -276,7 +318,7 @@ class RedisReplayStorage(DurableStorage):
             await self._store_if_newer(subscription, marker)
 
     async def _store_if_newer(self, subscription: str, marker: ReplayMarker) -> None:
-        args = [marker.date, str(marker.replay_id), _sort_date(marker.date)]
+        args = [marker.date, _encode_id(marker.replay_id), _sort_date(marker.date)]
         async with self._command():
             await self._store_script(keys=[self.key(subscription)], args=args)
 

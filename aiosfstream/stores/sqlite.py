@@ -2,7 +2,13 @@
 
 Each channel's marker is a row of one table::
 
-    subscription TEXT PRIMARY KEY, date TEXT, replay_id INTEGER
+    subscription TEXT PRIMARY KEY, date TEXT, replay_id BLOB
+
+A ``BLOB`` column keeps each value as it is given: a CometD replay id is stored as an
+SQLite integer, a Pub/Sub replay id as a blob, and each comes back as the same Python
+type.  Tables written by 1.0.0.dev0 declared ``replay_id INTEGER``; they are rewritten
+with the ``BLOB`` column, rows unchanged, in one transaction, when the storage first opens
+them.
 
 The database runs in WAL mode with ``synchronous=FULL``: once
 :meth:`~SQLiteReplayStorage.set_replay_marker` returns, the marker is on disk and survives
@@ -57,6 +63,52 @@ def _check_interval(commit_interval: object) -> float | None:
     return float(commit_interval)
 
 
+#: How 1.0.0.dev0 declared the replay_id column, before Pub/Sub's bytes ids.
+_DEV0_ID_TYPE = "INTEGER"
+
+
+def _create_table(table: str, *, if_not_exists: bool = False) -> str:
+    """The statement that creates the marker table *table*."""
+    guard = "IF NOT EXISTS " if if_not_exists else ""
+    return (
+        f'CREATE TABLE {guard}"{table}" ('
+        "subscription TEXT PRIMARY KEY NOT NULL, "
+        "date TEXT NOT NULL, "
+        "replay_id BLOB NOT NULL)"
+    )
+
+
+def _declared_id_type(connection: sqlite3.Connection, table: str) -> str | None:
+    """The declared type of *table*'s replay_id column, upper case; ``None`` if it has none."""
+    row = connection.execute(
+        "SELECT upper(type) FROM pragma_table_info(?) WHERE name = 'replay_id'", (table,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _migrate_to_blob_ids(connection: sqlite3.Connection, table: str) -> None:
+    """Rewrite a 1.0.0.dev0 table, whose replay_id column is INTEGER, with a BLOB column.
+
+    SQLite cannot change a column's type, so the rows move to a new table that then
+    takes the old one's name.  It is one transaction: a crash leaves the old table whole.
+    An INTEGER column would also hold a blob unchanged (SQLite converts only text to
+    numbers), but the schema would then say the opposite of what the rows are.
+    """
+    staging = f"{table}_aiosfstream_migration"
+    with _transaction(connection):
+        # Another storage on the same file may have migrated it while this one waited.
+        if _declared_id_type(connection, table) != _DEV0_ID_TYPE:
+            return
+        connection.execute(_create_table(staging))
+        connection.execute(
+            f'INSERT INTO "{staging}" (subscription, date, replay_id) '
+            f'SELECT subscription, date, replay_id FROM "{table}"'
+        )
+        connection.execute(f'DROP TABLE "{table}"')
+        connection.execute(f'ALTER TABLE "{staging}" RENAME TO "{table}"')
+    logger.info("replay table %r: replay_id column migrated from INTEGER to BLOB", table)
+
+
 @contextlib.contextmanager
 def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     """One write transaction: committed if the block succeeds, else rolled back."""
@@ -94,12 +146,12 @@ class SQLiteReplayStorage(DurableStorage):
     One process should write a given file; to share markers between processes, use
     :class:`~aiosfstream.stores.RedisReplayStorage`.
 
-    Replay ids are signed 64-bit integers, as SQLite stores them: a marker with an id
+    Int replay ids are signed 64-bit integers, as SQLite stores them: a marker with an id
     outside ``-2**63`` to ``2**63 - 1`` raises :exc:`~aiosfstream.exceptions.ReplayError`
-    and is not stored.
+    and is not stored.  Bytes ids (Pub/Sub) are stored whole, as blobs.
     """
 
-    #: What an SQLite INTEGER column holds.
+    #: What an SQLite integer holds.
     _ids = IdRange(
         -(2**63), 2**63 - 1, f"from {-(2**63)} to {2**63 - 1} (an SQLite INTEGER is signed 64-bit)"
     )
@@ -188,6 +240,7 @@ class SQLiteReplayStorage(DurableStorage):
         Without a commit interval the marker is on disk when this returns.
 
         :raises TypeError: *replay_marker* is not a :class:`ReplayMarker`
+        :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: the database failed, the replay id does not fit in a signed
             64-bit integer, or the storage is closed
         """
@@ -206,6 +259,7 @@ class SQLiteReplayStorage(DurableStorage):
         transaction, so the rule holds even between processes sharing the file.
 
         :raises TypeError: *marker* is not a :class:`ReplayMarker`
+        :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: the database failed, the replay id does not fit in a signed
             64-bit integer, or the storage is closed
         """
@@ -228,6 +282,7 @@ class SQLiteReplayStorage(DurableStorage):
         Every marker is checked first: if one cannot be stored, none is.
 
         :raises TypeError: *markers* is not a mapping of :class:`ReplayMarker` objects
+        :raises ValueError: a replay id is empty ``bytes``
         :raises ReplayError: the database failed, a replay id does not fit in a signed
             64-bit integer, or the storage is closed
         """
@@ -343,12 +398,9 @@ class SQLiteReplayStorage(DurableStorage):
                 logger.warning("%s: WAL mode unavailable, journal mode is %s", self._path, mode)
             # FULL: a commit syncs the WAL to disk before it returns.
             connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(
-                f'CREATE TABLE IF NOT EXISTS "{self._table}" ('
-                "subscription TEXT PRIMARY KEY NOT NULL, "
-                "date TEXT NOT NULL, "
-                "replay_id INTEGER NOT NULL)"
-            )
+            connection.execute(_create_table(self._table, if_not_exists=True))
+            if _declared_id_type(connection, self._table) == _DEV0_ID_TYPE:
+                _migrate_to_blob_ids(connection, self._table)
         except BaseException:
             connection.close()
             raise
@@ -362,10 +414,12 @@ class SQLiteReplayStorage(DurableStorage):
         if row is None:
             return None
         date, replay_id = row
+        # sqlite3 gives an integer as int and a blob as bytes; an empty blob is no id.
         if (
             not isinstance(date, str)
+            or not isinstance(replay_id, int | bytes)
             or isinstance(replay_id, bool)
-            or not isinstance(replay_id, int)
+            or replay_id == b""
         ):
             raise ReplayError(
                 f"replay database {self._path!r}: the row of {subscription!r} is not a "

@@ -664,7 +664,7 @@ async def test_type_errors_name_the_argument_and_the_type_received(
         # The old code named set_replay_marker's argument in store_marker's errors.
         (
             lambda: storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, True)),
-            "marker.replay_id must be an int, got bool",
+            "marker.replay_id must be an int or bytes, got bool",
         ),
         (
             lambda: storage.set_replay_marker(CHANNEL, ReplayMarker(b"2024", 1)),  # type: ignore[arg-type]
@@ -677,7 +677,7 @@ async def test_type_errors_name_the_argument_and_the_type_received(
         ),
         (
             lambda: storage.store_markers({CHANNEL: ("2024", "1")}),  # type: ignore[dict-item]
-            "markers['/topic/foo'].replay_id must be an int, got str",
+            "markers['/topic/foo'].replay_id must be an int or bytes, got str",
         ),
         # The old code raised AttributeError: 'list' object has no attribute 'items'.
         (

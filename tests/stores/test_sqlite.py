@@ -169,7 +169,7 @@ async def test_database_is_in_wal_mode_with_the_documented_schema(db_path: Path)
     assert [(c[1], c[2], c[3], c[5]) for c in columns] == [
         ("subscription", "TEXT", 1, 1),
         ("date", "TEXT", 1, 0),
-        ("replay_id", "INTEGER", 1, 0),
+        ("replay_id", "BLOB", 1, 0),
     ]
 
 
@@ -624,7 +624,7 @@ async def test_type_errors_name_the_argument_and_the_type_received(db_path: Path
             # The old code named set_replay_marker's argument in store_marker's errors.
             (
                 lambda: storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, True)),
-                "marker.replay_id must be an int, got bool",
+                "marker.replay_id must be an int or bytes, got bool",
             ),
             (
                 lambda: storage.set_replay_marker(CHANNEL, ReplayMarker(b"2024", 1)),  # type: ignore[arg-type]
@@ -637,7 +637,7 @@ async def test_type_errors_name_the_argument_and_the_type_received(db_path: Path
             ),
             (
                 lambda: storage.store_markers({CHANNEL: ("2024", 1.5)}),  # type: ignore[dict-item]
-                "markers['/topic/foo'].replay_id must be an int, got float",
+                "markers['/topic/foo'].replay_id must be an int or bytes, got float",
             ),
             # The old code raised AttributeError: 'list' object has no attribute 'items'.
             (
