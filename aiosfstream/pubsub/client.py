@@ -70,6 +70,9 @@ SETTLE_SECONDS = 1.0
 #: The largest response accepted: 100 events of up to 1 MB each, and framing (gRPC's
 #: default of 4 MiB would refuse a full batch of big events).
 MAX_RECEIVE_BYTES = 128 * 1024 * 1024
+#: Seconds a stream that is owed events may stay silent before it counts as dead: the
+#: server sends a keepalive at least every 270 s, and a half-open connection sends nothing.
+SILENCE_TIMEOUT = 300.0
 
 #: What the client's ``ssl`` argument may be.
 SSLParameter = bool | bytes | str | os.PathLike[str] | None
@@ -208,6 +211,10 @@ class _Stream:
         self.position: bytes | None = None
         #: ``replay_fallback``, once the start position was refused.
         self.fallback: ReplayOption | None = None
+        #: The current call started from a replay id (``CUSTOM``), which may be refused.
+        self.from_replay_id = False
+        #: Seconds the last call start waited for room in the queue (no outage time).
+        self.waited = 0.0
         #: Events of this topic in the prefetch queue.
         self.queued = 0
         #: The date of the last event received, for the marker of a keepalive.
@@ -295,6 +302,8 @@ class PubSubClient:
         self.endpoint = _check_endpoint(endpoint)
         self._credentials = channel_credentials(ssl)
         self._backoff = backoff or Backoff()
+        #: Seconds a stream owed events may stay silent before it is replaced.
+        self.silence_timeout = SILENCE_TIMEOUT
         self._lifecycle = Lifecycle.UNOPENED
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.PubSubAsyncStub | None = None
@@ -721,6 +730,7 @@ class PubSubClient:
     async def _start_request(self, stream: _Stream) -> pb.FetchRequest:
         """The first request of a new call: where to start, and the first demand."""
         request = pb.FetchRequest(topic_name=stream.topic)
+        stream.from_replay_id = False
         if stream.position is not None:
             request.replay_preset, request.replay_id = pb.CUSTOM, stream.position
         elif stream.fallback is not None:
@@ -736,14 +746,18 @@ class PubSubClient:
                 request.replay_preset, request.replay_id = pb.CUSTOM, start.to_bytes(8, "big")
             else:
                 raise ValueError(f"cannot replay {stream.topic} from {start!r}")
+        stream.from_replay_id = request.replay_preset == pb.CUSTOM
         # A new call starts with no demand; wait until the queue has room for one event.
         self._budget.forget(stream)
         self._budget.add(stream)
         stream.granted = 0
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         while True:
             wanted = stream.granted or self._budget.grant(stream, self._queued())
             if wanted:
                 stream.granted = 0
+                stream.waited = loop.time() - began
                 request.num_requested = wanted
                 return request
             # Waiting for the consumer is no refusal: subscribe() need not wait with it.
@@ -765,6 +779,8 @@ class PubSubClient:
                 self._end_subscription(stream, failure)
                 return
             now = loop.time()
+            # Waiting for the consumer to make room is not part of an outage.
+            started += stream.waited
             if worked:
                 started, attempt, reauthenticated = now, 0, False
             reaction = reaction_to(error.status or "", error.error)
@@ -773,9 +789,7 @@ class PubSubClient:
                 attempt,
                 now - started,
                 reauthenticated=reauthenticated,
-                can_fall_back=self.replay_fallback is not None
-                and stream.fallback is None
-                and stream.position is None,
+                can_fall_back=self.replay_fallback is not None and stream.from_replay_id,
             )
             attempt += 1
             logger.info(
@@ -797,7 +811,7 @@ class PubSubClient:
                     error.error,
                     self.replay_fallback.name if self.replay_fallback else None,
                 )
-                stream.fallback = self.replay_fallback
+                stream.position, stream.fallback = None, self.replay_fallback
             elif decision.step is Step.REAUTHENTICATE:
                 try:
                     await self._authenticate(token)
@@ -845,7 +859,18 @@ class PubSubClient:
                 worked = True
                 stream.settle()
             while True:
-                response = await reading
+                while not reading.done():
+                    await asyncio.wait((reading,), timeout=self.silence_timeout)
+                    if not reading.done() and self._budget.outstanding(stream):
+                        # A half-open connection: nothing will ever come on this call.
+                        return worked, PubSubServerError(
+                            f"Subscribe to {stream.topic} went silent",
+                            {
+                                "status": "UNAVAILABLE",
+                                "details": f"no event or keepalive in {self.silence_timeout:g} s",
+                            },
+                        )
+                response = reading.result()
                 if response is grpc.aio.EOF:
                     break
                 worked = True
@@ -871,7 +896,10 @@ class PubSubClient:
         if not response.events:
             if response.latest_replay_id:
                 stream.position = response.latest_replay_id
-                await self._store_keepalive(stream, response.latest_replay_id)
+                try:
+                    await self._store_keepalive(stream, response.latest_replay_id)
+                except Exception as error:  # only an optimisation: the stream goes on
+                    logger.warning("keepalive position of %s not stored: %s", stream.topic, error)
             self._top_up()
             return
         batch: list[Message] = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -122,3 +124,27 @@ async def test_a_fatal_refusal_mid_stream_ends_only_that_subscription(org: Org) 
             await asyncio.wait_for(client.receive(), 10)
         assert client.subscriptions == set()
         assert not client.closed
+
+
+async def test_a_silent_stream_owed_events_is_replaced(org: Org) -> None:
+    # The emulator keeps its keepalive for 270 s: to the client, the stream looks dead.
+    async with org.client() as client:
+        client.silence_timeout = 0.3
+        await client.subscribe(ORDER_TOPIC)
+        await asyncio.sleep(1.2)
+        assert len(org.pubsub.stats()) >= 2
+        assert sum(stream.open for stream in org.pubsub.stats()) <= 1
+        org.order(1)
+        assert await receive_numbers(client, 1) == ["1"]
+        await asyncio.sleep(0.2)
+        assert not client.has_pending_messages
+
+
+async def test_a_quiet_stream_with_keepalives_is_kept(make_org: Callable[..., Any]) -> None:
+    async with make_org(keepalive_interval=0.1) as quiet_org:
+        async with quiet_org.client() as client:
+            client.silence_timeout = 0.5
+            await client.subscribe(ORDER_TOPIC)
+            await asyncio.sleep(1.5)
+        (stream,) = quiet_org.pubsub.stats()
+        assert stream.keepalives_sent >= 5

@@ -166,3 +166,28 @@ async def test_restarts_with_sqlite_storage_lose_and_repeat_nothing(
     finally:
         await storage.close()
     assert received == [str(n) for n in range(12)]
+
+
+async def test_a_position_refused_on_resubscription_falls_back_too(org: Org) -> None:
+    client = org.client(replay_fallback=ReplayOption.NEW_EVENTS)
+    async with client:
+        await client.subscribe(ORDER_TOPIC)
+        org.order(1)
+        assert await receive_numbers(client, 1) == ["1"]
+        org.pubsub.fail_next("Subscribe", "INVALID_ARGUMENT", CORRUPTED)
+        org.pubsub.drop_streams()
+        await asyncio.sleep(1.5)
+        org.order(2)
+        assert await receive_numbers(client, 1) == ["2"]
+        assert client.subscriptions == {ORDER_TOPIC}
+
+
+async def test_a_position_refused_on_resubscription_without_fallback_ends_it(org: Org) -> None:
+    async with org.client() as client:
+        await client.subscribe(ORDER_TOPIC)
+        org.pubsub.fail_next("Subscribe", "INVALID_ARGUMENT", CORRUPTED)
+        org.pubsub.drop_streams()
+        with pytest.raises(PubSubServerError) as caught:
+            await asyncio.wait_for(client.receive(), 10)
+        assert caught.value.error == CORRUPTED
+        assert client.subscriptions == set()
