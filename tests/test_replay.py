@@ -863,7 +863,10 @@ async def test_a_shelf_holds_replay_ids_of_any_size(tmp_path: Path) -> None:
             "(got a ReplayMarker whose replay_id is a bool, not an int or bytes)",
         ),
         ((b"2016-03-29T16:40:08Z", 1), "(got a tuple whose date is a bytes, not a str)"),
-        (["2016-03-29T16:40:08Z", 1.0], "(got a list whose replay_id is a float, not an int or bytes)"),
+        (
+            ["2016-03-29T16:40:08Z", 1.0],
+            "(got a list whose replay_id is a float, not an int or bytes)",
+        ),
         (("2016-03-29T16:40:08Z",), "(got a tuple of length 1)"),
         (42, "(got int)"),
     ],
@@ -910,3 +913,152 @@ def test_a_default_id_too_long_to_print_is_described() -> None:
     assert str(caught.value) == (
         "default_id must be -2, -1 or a replay id (>= 0), got <a negative 16610-bit integer>"
     )
+
+
+# --- Pub/Sub's bytes replay ids -----------------------------------------------------
+
+_PUBSUB_ID = (18098167).to_bytes(8, "big")
+
+
+@pytest.mark.parametrize(
+    ("candidate_date", "current_date"),
+    [
+        ("2024-05-01T12:00:00Z", "2024-05-01T12:00:09Z"),  # an older date
+        ("2024-05-01T12:00:09Z", "2024-05-01T12:00:00Z"),
+        ("2024-05-01T12:00:00Z", "2024-05-01T12:00:00.000+0000"),  # the same instant
+        ("", "2024-05-01T12:00:00Z"),
+        ("2024-05-01T12:00:00Z", ""),
+    ],
+)
+def test_a_bytes_marker_is_newer_than_any_stored_one(
+    candidate_date: str, current_date: str
+) -> None:
+    # Bytes ids are never compared, and dates do not stand in for them: the last one
+    # stored is the newest.
+    assert is_newer(ReplayMarker(candidate_date, b"\x01"), ReplayMarker(current_date, b"\x02"))
+    assert is_newer(ReplayMarker(candidate_date, b"\x02"), ReplayMarker(current_date, b"\x01"))
+    assert is_newer(ReplayMarker(candidate_date, b"\x01"), ReplayMarker(current_date, b"\x01"))
+    # A change of kind (a channel moving between CometD and Pub/Sub) replaces as well.
+    assert is_newer(ReplayMarker(candidate_date, b"\x01"), ReplayMarker(current_date, 900))
+    assert is_newer(ReplayMarker(candidate_date, 900), ReplayMarker(current_date, b"\x01"))
+
+
+def test_ids_of_each_kind_are_never_compared_with_each_other() -> None:
+    # b"\x01" > 2 would raise TypeError: the rule must not reach a comparison.
+    same = "2024-05-01T12:00:00Z"
+    assert is_newer(ReplayMarker(same, 2), ReplayMarker(same, b"\x01"))
+    assert is_newer(ReplayMarker(same, b"\x01"), ReplayMarker(same, 2))
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(_instants, st.binary(min_size=1, max_size=12)), min_size=1, max_size=20))
+def test_the_stored_bytes_marker_is_always_the_last(events: list[tuple[datetime, bytes]]) -> None:
+    storage = MappingStorage({})
+
+    async def store_all() -> None:
+        for moment, replay_id in events:
+            marker = ReplayMarker(moment.isoformat(timespec="milliseconds"), replay_id)
+            await storage.store_marker("/event/E__e", marker)
+
+    asyncio.run(store_all())
+    last_moment, last_id = events[-1]
+    assert storage.mapping["/event/E__e"] == (
+        last_moment.isoformat(timespec="milliseconds"),
+        last_id,
+    )
+
+
+def test_a_bytes_marker_pickles_and_loads_as_it_was() -> None:
+    marker = ReplayMarker("2024-05-01T12:00:00.000Z", _PUBSUB_ID)
+    loaded = pickle.loads(pickle.dumps(marker, protocol=3))
+    assert loaded == marker
+    assert type(loaded) is ReplayMarker
+    assert type(loaded.replay_id) is bytes
+
+
+async def test_a_shelf_keeps_both_kinds_across_reopening(tmp_path: Path) -> None:
+    path = str(tmp_path / "replay.db")
+    with shelve.open(path) as shelf:
+        storage = MappingStorage(shelf)
+        await storage.extract_replay_id(PUSH_TOPIC)
+        await storage.store_marker("/event/Order_Event__e", ReplayMarker("", _PUBSUB_ID))
+    with shelve.open(path) as shelf:
+        storage = MappingStorage(shelf)
+        assert await storage.get_replay_id("/topic/InvoiceStatementUpdates") == 13
+        replay_id = await storage.get_replay_id("/event/Order_Event__e")
+        assert replay_id == _PUBSUB_ID
+        assert type(replay_id) is bytes
+
+
+async def test_marker_shaped_values_with_bytes_ids_are_read() -> None:
+    # What a JSON-less store of one's own might give back: tuples, lists, mappings.
+    storage = MappingStorage(
+        {
+            "/event/tuple": ("2024-05-01T12:00:00Z", b"\x01"),
+            "/event/list": ["2024-05-01T12:00:00Z", b"\x02"],
+            "/event/dict": {"date": "", "replay_id": b"\x03"},
+        }
+    )
+    assert await storage.get_replay_marker("/event/tuple") == ("2024-05-01T12:00:00Z", b"\x01")
+    assert await storage.get_replay_id("/event/list") == b"\x02"
+    assert await storage.get_replay_id("/event/dict") == b"\x03"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (("2024", b""), "(got a tuple whose replay_id is empty bytes)"),
+        (
+            ("2024", bytearray(b"\x01")),
+            "(got a tuple whose replay_id is a bytearray, not an int or bytes)",
+        ),
+        (
+            {"date": "2024", "replay_id": memoryview(b"\x01")},
+            "(got a dict whose replay_id is a memoryview, not an int or bytes)",
+        ),
+    ],
+    ids=["empty", "bytearray", "memoryview"],
+)
+async def test_a_stored_id_of_neither_kind_is_described(value: object, message: str) -> None:
+    storage = MappingStorage({"/event/E__e": value})
+    with pytest.raises(ReplayError) as caught:
+        await storage.get_replay_marker("/event/E__e")
+    assert str(caught.value) == f"stored value for '/event/E__e' is not a replay marker {message}"
+
+
+async def test_cometd_subscribes_with_the_default_id_over_a_pubsub_marker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A Pub/Sub topic and a CometD channel can share a name, and so a storage entry; the
+    # bytes id means nothing to CometD (and could not even be written as JSON).
+    storage = DefaultMappingStorage(
+        {
+            "/event/Order_Event__e": ReplayMarker("", _PUBSUB_ID),
+            "/topic/foo": ReplayMarker("2016-03-29T16:40:08Z", 13),
+        },
+        ReplayOption.ALL_EVENTS,
+    )
+    payload = [subscribe("/event/Order_Event__e"), subscribe("/topic/foo")]
+    await storage.outgoing(payload, {})
+    assert payload[0]["ext"] == {"replay": {"/event/Order_Event__e": ReplayOption.ALL_EVENTS}}
+    assert payload[1]["ext"] == {"replay": {"/topic/foo": 13}}
+    assert "'/event/Order_Event__e' comes from the Pub/Sub API" in caplog.text
+    assert caplog.records[0].levelname == "WARNING"
+    # The marker itself is left for the Pub/Sub client.
+    assert await storage.get_replay_id("/event/Order_Event__e") == _PUBSUB_ID
+
+
+@pytest.mark.parametrize("default_id", [b"\x01", bytearray(b"\x01")])
+def test_a_default_id_is_never_bytes(default_id: object) -> None:
+    # default_id keeps its CometD meaning: a replay option or a CometD replay id.
+    with pytest.raises(TypeError, match="default_id must be an int or a ReplayOption"):
+        DefaultMappingStorage({}, default_id)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="default_id must be an int or a ReplayOption"):
+        ConstantReplayId(default_id)  # type: ignore[arg-type]
+
+
+def test_a_cometd_message_with_a_bytes_replay_id_has_no_marker() -> None:
+    # CometD events carry ints; JSON has no bytes, so a bytes id there is not CometD's.
+    message: Message = {"channel": "/topic/Foo", "data": {"event": {"replayId": b"\x01"}}}
+    with pytest.raises(ReplayError, match=r"no integer data\.event\.replayId"):
+        marker_from_message(message)

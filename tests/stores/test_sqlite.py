@@ -25,7 +25,7 @@ from aiosfstream.typing import Payload
 from .support import CHANNEL, RAW_DATE_CASES, marker, replay_id, streaming_client
 
 
-def rows(path: Path, table: str = "replay_markers") -> dict[str, tuple[str, int]]:
+def rows(path: Path, table: str = "replay_markers") -> dict[str, tuple[str, int | bytes]]:
     """What another connection sees in the database."""
     with sqlite3.connect(path) as connection:
         found = connection.execute(f"SELECT subscription, date, replay_id FROM {table}")
@@ -654,3 +654,161 @@ async def test_type_errors_name_the_argument_and_the_type_received(db_path: Path
                 await call()
             assert str(caught.value) == message
         assert await storage.get_replay_marker(CHANNEL) is None
+
+
+# --- bytes replay ids (Pub/Sub), and files written by 1.0.0.dev0 ------------------------
+
+#: Written by ``SQLiteReplayStorage`` of 1.0.0.dev0 (commit c1b6835), whose replay_id
+#: column was INTEGER: the markers below in ``replay_markers``, and one in ``other_app``.
+DEV0_FILE = Path(__file__).with_name("data") / "replay_markers_1.0.0.dev0.sqlite3"
+DEV0_MARKERS = {
+    "/topic/InvoiceStatementUpdates": ReplayMarker("2016-03-29T16:40:08.208Z", 13),
+    "/data/ChangeEvents": ReplayMarker("1501010206653", 6421),
+    "/event/Low_Ink__e": ReplayMarker("", 2),
+    "/topic/high": ReplayMarker(_SAME_DATE, 2**63 - 1),
+    "/topic/low": ReplayMarker(_SAME_DATE, -(2**63)),
+}
+DEV0_OTHER_APP = {"/topic/foo": ReplayMarker("2024-05-01T12:00:00Z", 7)}
+
+
+def storage_classes(path: Path, table: str = "replay_markers") -> dict[str, str]:
+    """SQLite's storage class of each row's replay id: ``integer`` or ``blob``."""
+    with sqlite3.connect(path) as connection:
+        found = connection.execute(f"SELECT subscription, typeof(replay_id) FROM {table}")
+        result = dict(found.fetchall())
+    connection.close()
+    return result
+
+
+def declared_id_type(path: Path, table: str = "replay_markers") -> str:
+    with sqlite3.connect(path) as connection:
+        (declared,) = connection.execute(
+            "SELECT type FROM pragma_table_info(?) WHERE name = 'replay_id'", (table,)
+        ).fetchone()
+    connection.close()
+    assert isinstance(declared, str)
+    return declared
+
+
+@pytest.fixture
+def dev0_copy(tmp_path: Path) -> Path:
+    """A copy of the 1.0.0.dev0 file, which opening migrates."""
+    path = tmp_path / "dev0.sqlite3"
+    path.write_bytes(DEV0_FILE.read_bytes())
+    return path
+
+
+@pytest.mark.parametrize("commit_interval", [None, 30.0])
+async def test_ints_are_stored_as_integers_and_bytes_as_blobs(
+    db_path: Path, commit_interval: float | None
+) -> None:
+    pubsub_id = (18098167).to_bytes(8, "big")
+    async with SQLiteReplayStorage(db_path, commit_interval=commit_interval) as storage:
+        await storage.store_markers(
+            {CHANNEL: marker(7), "/event/Order_Event__e": ReplayMarker(_SAME_DATE, pubsub_id)}
+        )
+    assert rows(db_path) == {
+        CHANNEL: (marker(7).date, 7),
+        "/event/Order_Event__e": (_SAME_DATE, pubsub_id),
+    }
+    assert storage_classes(db_path) == {CHANNEL: "integer", "/event/Order_Event__e": "blob"}
+
+
+def test_the_dev0_file_is_what_the_tests_say(dev0_copy: Path) -> None:
+    # The fixture itself: an INTEGER column holding the markers above.
+    assert declared_id_type(dev0_copy) == "INTEGER"
+    assert rows(dev0_copy) == {name: tuple(m) for name, m in DEV0_MARKERS.items()}
+    assert rows(dev0_copy, "other_app") == {name: tuple(m) for name, m in DEV0_OTHER_APP.items()}
+
+
+async def test_a_dev0_file_opens_and_reads_back_its_int_ids(
+    dev0_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="aiosfstream.stores.sqlite")
+    async with SQLiteReplayStorage(dev0_copy) as storage:
+        for channel, expected in DEV0_MARKERS.items():
+            found = await storage.get_replay_marker(channel)
+            assert found == expected
+            assert found is not None and type(found.replay_id) is int
+        # The int rule holds for the old markers, and a Pub/Sub marker now fits too.
+        await storage.store_marker("/topic/high", ReplayMarker(_SAME_DATE, 5))
+        await storage.store_marker("/event/Order_Event__e", ReplayMarker(_SAME_DATE, b"\x00\x01"))
+        assert await storage.get_replay_id("/topic/high") == 2**63 - 1
+        assert await storage.get_replay_id("/event/Order_Event__e") == b"\x00\x01"
+    assert declared_id_type(dev0_copy) == "BLOB"
+    assert "migrated from INTEGER to BLOB" in caplog.text
+    # The ints are still SQLite integers, which is what 1.0.0.dev0 reads back as ints.
+    assert storage_classes(dev0_copy) == {
+        **dict.fromkeys(DEV0_MARKERS, "integer"),
+        "/event/Order_Event__e": "blob",
+    }
+    with sqlite3.connect(dev0_copy) as connection:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        assert sorted(name for (name,) in tables) == ["other_app", "replay_markers"]
+    connection.close()
+    # A table is migrated when a storage opens it, not before.
+    assert declared_id_type(dev0_copy, "other_app") == "INTEGER"
+    async with SQLiteReplayStorage(dev0_copy, table="other_app") as storage:
+        assert await storage.get_replay_marker("/topic/foo") == DEV0_OTHER_APP["/topic/foo"]
+    assert declared_id_type(dev0_copy, "other_app") == "BLOB"
+    assert rows(dev0_copy, "other_app") == {"/topic/foo": tuple(DEV0_OTHER_APP["/topic/foo"])}
+
+
+async def test_a_migrated_file_is_not_migrated_again(
+    dev0_copy: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with SQLiteReplayStorage(dev0_copy) as storage:
+        await storage.set_replay_marker("/event/E__e", ReplayMarker("", b"\x09"))
+    caplog.set_level("INFO", logger="aiosfstream.stores.sqlite")
+    async with SQLiteReplayStorage(dev0_copy) as storage:
+        assert await storage.get_replay_id("/event/E__e") == b"\x09"
+        assert await storage.get_replay_id("/topic/low") == -(2**63)
+    assert "migrated" not in caplog.text
+
+
+async def test_two_storages_opening_a_dev0_file_at_once(dev0_copy: Path) -> None:
+    # Both see the INTEGER column; the second waits for the first's transaction, then
+    # finds the work done.
+    first, second = SQLiteReplayStorage(dev0_copy), SQLiteReplayStorage(dev0_copy)
+    try:
+        found = await asyncio.gather(
+            *(storage.get_replay_marker("/data/ChangeEvents") for storage in (first, second))
+        )
+    finally:
+        await first.close()
+        await second.close()
+    assert found == [DEV0_MARKERS["/data/ChangeEvents"]] * 2
+    assert rows(dev0_copy) == {name: tuple(m) for name, m in DEV0_MARKERS.items()}
+
+
+async def test_a_failed_migration_leaves_the_dev0_table_whole(dev0_copy: Path) -> None:
+    # A table in the way of the migration's staging table makes it fail half-way: the
+    # rollback must leave the old table and its rows as they were.
+    with sqlite3.connect(dev0_copy) as connection:
+        connection.execute("CREATE TABLE replay_markers_aiosfstream_migration (x)")
+    connection.close()
+    storage = SQLiteReplayStorage(dev0_copy)
+    with pytest.raises(ReplayError, match="already exists"):
+        await storage.get_replay_marker(CHANNEL)
+    await storage.close()
+    assert declared_id_type(dev0_copy) == "INTEGER"
+    assert rows(dev0_copy) == {name: tuple(m) for name, m in DEV0_MARKERS.items()}
+
+
+@pytest.mark.parametrize("value", [b"", "0001", 1.5], ids=["empty-blob", "text", "real"])
+async def test_a_row_whose_id_is_neither_kind_is_a_replay_error(
+    db_path: Path, value: object
+) -> None:
+    async with SQLiteReplayStorage(db_path) as storage:
+        with sqlite3.connect(db_path) as connection:
+            connection.execute("INSERT INTO replay_markers VALUES (?, ?, ?)", (CHANNEL, "", value))
+        connection.close()
+        with pytest.raises(ReplayError, match="not a replay marker"):
+            await storage.get_replay_marker(CHANNEL)
+
+
+async def test_a_new_file_declares_the_blob_column_from_the_start(db_path: Path) -> None:
+    async with SQLiteReplayStorage(db_path) as storage:
+        await storage.set_replay_marker(CHANNEL, marker(1))
+    assert declared_id_type(db_path) == "BLOB"
