@@ -145,6 +145,27 @@ def avro_encode(schema: dict[str, Any], record: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+def order_record(pubsub: PubSubEmulator, **fields: Any) -> dict[str, Any]:
+    org = pubsub.org
+    record: dict[str, Any] = {
+        "CreatedDate": int(org.now() * 1000),
+        "CreatedById": org.state.users[org.credentials.username].user_id,
+        "OrderNumber__c": None,
+        "Amount__c": None,
+        "Status__c": None,
+    }
+    record.update(fields)
+    return record
+
+
+def producer_event(pubsub: PubSubEmulator, event_id: str = "", **fields: Any) -> pb.ProducerEvent:
+    return pb.ProducerEvent(
+        id=event_id,
+        schema_id=pubsub.schema_id(PE_TOPIC),
+        payload=avro_encode(pubsub.schema(PE_TOPIC), order_record(pubsub, **fields)),
+    )
+
+
 def position(replay_id: bytes) -> int:
     """The replay id as the 8-byte big-endian counter the samples read."""
     assert len(replay_id) == 8, replay_id

@@ -27,7 +27,9 @@ AUTH_DETAILS = (
 )
 
 
-async def topic_refusal(pubsub: PubSubEmulator, metadata: Metadata) -> tuple[grpc.StatusCode, str | None, str]:
+async def topic_refusal(
+    pubsub: PubSubEmulator, metadata: Metadata
+) -> tuple[grpc.StatusCode, str | None, str]:
     async with open_stub(pubsub) as stub:
         refusal = await refused(
             stub.GetTopic(pb.TopicRequest(topic_name=PE_TOPIC), metadata=metadata)
@@ -77,9 +79,7 @@ async def test_a_timed_out_session_is_refused(sf_pubsub_emulator: PubSubEmulator
 
 @pytest.mark.parametrize("missing", ["accesstoken", "instanceurl", "tenantid"])
 async def test_each_header_is_required(sf_pubsub_emulator: PubSubEmulator, missing: str) -> None:
-    metadata = tuple(
-        item for item in call_metadata(sf_pubsub_emulator.org) if item[0] != missing
-    )
+    metadata = tuple(item for item in call_metadata(sf_pubsub_emulator.org) if item[0] != missing)
     status, code, details = await topic_refusal(sf_pubsub_emulator, metadata)
     assert (status, code) == (
         grpc.StatusCode.UNAUTHENTICATED,

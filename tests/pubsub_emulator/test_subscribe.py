@@ -103,7 +103,9 @@ async def test_an_event_carries_its_id_schema_and_avro_payload(
         call = await subscribe(stub, metadata, num_requested=1, preset=pb.EARLIEST)
         response = await read(call)
         (event,) = response.events
-        payload = avro_decode(await schema_of(stub, metadata, event.event.schema_id), event.event.payload)
+        payload = avro_decode(
+            await schema_of(stub, metadata, event.event.schema_id), event.event.payload
+        )
         call.cancel()
     assert response.latest_replay_id == replay_id
     assert uuid.UUID(event.event.id)

@@ -29,7 +29,9 @@ SCHEMA_ID = re.compile(r"^[A-Za-z0-9_-]{22}$")
 async def test_get_topic_describes_a_platform_event(sf_pubsub_emulator: PubSubEmulator) -> None:
     org = sf_pubsub_emulator.org
     async with open_stub(sf_pubsub_emulator) as stub:
-        info = await stub.GetTopic(pb.TopicRequest(topic_name=PE_TOPIC), metadata=call_metadata(org))
+        info = await stub.GetTopic(
+            pb.TopicRequest(topic_name=PE_TOPIC), metadata=call_metadata(org)
+        )
     assert info.topic_name == PE_TOPIC
     assert info.tenant_guid == org.state.org_id
     assert (info.can_publish, info.can_subscribe) == (True, True)

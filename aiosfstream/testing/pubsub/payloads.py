@@ -110,5 +110,8 @@ def _complete_change_event(
         names = header[name]
         if isinstance(names, str) or not all(isinstance(item, str) for item in names):
             raise ValueError(f"payload: {_HEADER}.{name} is a list of field names")
-        record[_HEADER][name] = encode_bitmap(schema, names)
+        try:
+            record[_HEADER][name] = encode_bitmap(schema, names)
+        except ValueError as error:
+            raise ValueError(f"payload: {_HEADER}.{name}: {error}") from None
     return CompletedPayload(record=record, fields=fields)
