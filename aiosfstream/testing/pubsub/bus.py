@@ -9,8 +9,8 @@ and change events); expired events are purged whenever the bus is used.
 
 from __future__ import annotations
 
+import bisect
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,7 +85,7 @@ class Topic:
 
     name: str
     schemas: list[TopicSchema]
-    events: deque[StoredEvent] = field(default_factory=deque)
+    events: list[StoredEvent] = field(default_factory=list)
     #: Position of the newest purged event: a replay id before it lost events.
     purged_through: int = 0
 
@@ -182,13 +182,9 @@ class Bus:
     def after(self, topic: Topic, position: int, limit: int) -> list[StoredEvent]:
         """Up to *limit* retained events of *topic* after *position*, oldest first."""
         self.purge_expired()
-        found: list[StoredEvent] = []
-        for event in topic.events:
-            if len(found) >= limit:
-                break
-            if event.position > position:
-                found.append(event)
-        return found
+        # Positions only grow, so the events are sorted by them.
+        start = bisect.bisect_right(topic.events, position, key=lambda event: event.position)
+        return topic.events[start : start + limit]
 
     def start_position(self, topic: Topic, preset: int, replay_id: bytes) -> int:
         """The position after which a Subscribe with *preset* and *replay_id* delivers."""
@@ -229,9 +225,12 @@ class Bus:
         """Drop the events created before *before* (org clock); return how many."""
         count = 0
         for topic in self.topics.values():
-            while topic.events and topic.events[0].created < before:
-                topic.purged_through = topic.events.popleft().position
-                count += 1
+            # The org's clock only moves forward, so the events are sorted by creation too.
+            expired = bisect.bisect_left(topic.events, before, key=lambda event: event.created)
+            if expired:
+                topic.purged_through = topic.events[expired - 1].position
+                del topic.events[:expired]
+                count += expired
         return count
 
     # -- waking subscribers ----------------------------------------------------------------
