@@ -3,6 +3,9 @@
 Start one with ``async with SalesforceEmulator() as emulator:`` and point a client at
 ``emulator.url``. Nothing here imports the client side of :mod:`aiosfstream`, so the
 emulator cannot share a bug with the code it tests.
+
+The Pub/Sub API (gRPC) of the same org is :mod:`aiosfstream.testing.pubsub`, imported on its
+own since it needs the ``pubsub`` extra.
 """
 
 from __future__ import annotations
