@@ -76,6 +76,7 @@ class SubscribeStream:
     token_is_live: Callable[[], bool]
     fault: Fault | None = None
     stats: SubscribeStreamStats = field(init=False)
+    #: Events still owed to the client (its ``pending_num_requested``).
     _demand: int = field(init=False, default=0)
     _wake: asyncio.Event = field(init=False, default_factory=asyncio.Event)
     _failure: RpcFailure | None = field(init=False, default=None)
@@ -84,11 +85,6 @@ class SubscribeStream:
     def __post_init__(self) -> None:
         self.stats = SubscribeStreamStats(topic=self.topic.name, rpc_id=self.rpc_id)
         self._fault_budget = None if self.fault is None else self.fault.after_events
-
-    @property
-    def demand(self) -> int:
-        """Events still owed to the client (its ``pending_num_requested``)."""
-        return self._demand
 
     def request(self, request: pb.FetchRequest) -> None:
         """Take one FetchRequest: check it, then add its demand."""
