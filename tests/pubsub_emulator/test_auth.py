@@ -174,3 +174,19 @@ async def test_an_open_stream_can_be_kept_after_its_token_dies(
         response = await read(call)
         call.cancel()
     assert len(response.events) == 1
+
+
+@pytest.mark.sf_emulator(session_timeout=60)
+async def test_a_session_that_times_out_ends_an_open_stream(
+    sf_pubsub_emulator: PubSubEmulator,
+) -> None:
+    org = sf_pubsub_emulator.org
+    async with open_stub(sf_pubsub_emulator) as stub:
+        call = await subscribe(stub, call_metadata(org), num_requested=5)
+        await until_open_streams(sf_pubsub_emulator)
+        org.advance(61)
+        refusal = await refused(call.read())
+    assert (refusal.status, refusal.error_code) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        PREFIX + "service.auth.error",
+    )
