@@ -20,6 +20,7 @@ from aiosfstream.pubsub.errors import (
     PublishResult,
     PubSubServerError,
 )
+from aiosfstream.pubsub.messages import marker_of
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -29,4 +30,5 @@ __all__ = [
     "PublishError",
     "PublishResult",
     "SSLParameter",
+    "marker_of",
 ]

@@ -70,6 +70,8 @@ SETTLE_SECONDS = 1.0
 #: The largest response accepted: 100 events of up to 1 MB each, and framing (gRPC's
 #: default of 4 MiB would refuse a full batch of big events).
 MAX_RECEIVE_BYTES = 128 * 1024 * 1024
+#: The first and the longest pause of gRPC between two attempts to connect, in ms.
+RECONNECT_BACKOFF_MS = (100, 2000)
 #: Seconds a stream that is owed events may stay silent before it counts as dead: the
 #: server sends a keepalive at least every 270 s, and a half-open connection sends nothing.
 SILENCE_TIMEOUT = 300.0
@@ -187,18 +189,25 @@ class _Requests:
     """
 
     def __init__(self, first: pb.FetchRequest) -> None:
-        self._queue: asyncio.Queue[pb.FetchRequest] = asyncio.Queue()
+        self._queue: asyncio.Queue[pb.FetchRequest | None] = asyncio.Queue()
         self._queue.put_nowait(first)
 
     def __aiter__(self) -> _Requests:
         return self
 
     async def __anext__(self) -> pb.FetchRequest:
-        return await self._queue.get()
+        request = await self._queue.get()
+        if request is None:
+            raise StopAsyncIteration
+        return request
 
     def ask(self, num_requested: int) -> None:
         """Ask for *num_requested* more events."""
         self._queue.put_nowait(pb.FetchRequest(num_requested=num_requested))
+
+    def end(self) -> None:
+        """End the requests once the call is over, so that gRPC's task reading them ends."""
+        self._queue.put_nowait(None)
 
 
 class _Stream:
@@ -360,7 +369,13 @@ class PubSubClient:
         except BaseException:
             await self.close()
             raise
-        options = [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+        options = [
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            # gRPC's own reconnection backoff grows to 2 minutes, during which every call
+            # fails at once; the client's backoff already spaces the attempts.
+            ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[0]),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS[1]),
+        ]
         if self._credentials is None:
             self._channel = grpc.aio.insecure_channel(self.endpoint, options=options)
         else:
@@ -653,6 +668,8 @@ class PubSubClient:
             reaction = reaction_to(error.status or "", error.error)
             if not idempotent and reaction is not Reaction.REAUTHENTICATE:
                 raise error
+            if reaction is not Reaction.REAUTHENTICATE:
+                reauthenticated = False
             decision = self._decide(
                 reaction, attempt, loop.time() - started, reauthenticated=reauthenticated
             )
@@ -782,8 +799,11 @@ class PubSubClient:
             # Waiting for the consumer to make room is not part of an outage.
             started += stream.waited
             if worked:
-                started, attempt, reauthenticated = now, 0, False
+                started, attempt = now, 0
             reaction = reaction_to(error.status or "", error.error)
+            if worked or reaction is not Reaction.REAUTHENTICATE:
+                # The token in use was not refused: a later refusal is news.
+                reauthenticated = False
             decision = self._decide(
                 reaction,
                 attempt,
@@ -882,6 +902,7 @@ class PubSubClient:
         finally:
             stream.requests = None
             call.cancel()
+            requests.end()
             if not reading.done():
                 reading.cancel()
         code = await call.code()

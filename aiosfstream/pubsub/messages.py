@@ -67,7 +67,13 @@ def event_date(payload: dict[str, Any]) -> str | None:
     return _millis_text(payload.get("CreatedDate"))
 
 
-def marker_of(message: Message, now: datetime) -> ReplayMarker:
-    """The replay marker of *message*: its date (or *now*) and its bytes replay id."""
-    date = event_date(message["payload"]) or utc_text(now)
+def marker_of(message: Message, now: datetime | None = None) -> ReplayMarker:
+    """The replay marker of *message*: its date (or *now*, by default the current time)
+    and its bytes replay id.
+
+    With the MANUAL policy, store it once the event is processed::
+
+        await client.replay_storage.store_marker(message["topic"], marker_of(message))
+    """
+    date = event_date(message["payload"]) or utc_text(now or datetime.now(timezone.utc))
     return ReplayMarker(date=date, replay_id=message["replay_id"])

@@ -37,7 +37,8 @@ class Reaction(enum.Enum):
     RETRY = "retry"
     #: A limit or overload: retry after a backoff ten times longer.
     RETRY_LATER = "retry later"
-    #: The token was refused: obtain a fresh one (once per outage), then call again.
+    #: The token was refused: obtain a fresh one (not again if that one is refused at
+    #: once), then call again.
     REAUTHENTICATE = "reauthenticate"
     #: The replay id was refused: subscribe with ``replay_fallback``, or fail without one.
     FALL_BACK = "fall back"
@@ -143,7 +144,8 @@ class Situation:
     elapsed: float = 0.0
     #: ``connection_timeout``; ``None`` retries forever.
     timeout: float | None = None
-    #: A fresh token was already obtained in this outage.
+    #: The refused token is the fresh one obtained after the previous refusal, and
+    #: nothing showed it was ever accepted.
     reauthenticated: bool = False
     #: The client has a ``replay_fallback`` it did not use yet for this stream.
     can_fall_back: bool = False
