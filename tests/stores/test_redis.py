@@ -237,6 +237,7 @@ async def test_the_compare_and_set_is_atomic(redis_url: str) -> None:
             for _ in range(200):
                 stored = await up.get_replay_marker(CHANNEL)
                 if stored is not None:
+                    assert isinstance(stored.replay_id, int)
                     seen.append(stored.replay_id)
                 await asyncio.sleep(0)
 
@@ -690,3 +691,99 @@ async def test_type_errors_name_the_argument_and_the_type_received(
             await call()
         assert str(caught.value) == message
     assert await storage.get_replay_marker(CHANNEL) is None
+
+
+# --- bytes replay ids (Pub/Sub), and hashes written by 1.0.0.dev0 -----------------------
+
+_PUBSUB_ID = (18098167).to_bytes(8, "big")
+
+
+async def test_a_bytes_id_is_written_as_hex(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis
+) -> None:
+    await storage.store_marker("/event/Order_Event__e", ReplayMarker(_SAME_DATE, _PUBSUB_ID))
+    await storage.set_replay_marker("/event/Other__e", ReplayMarker("", b"\x00\xff"))
+    assert await raw.hgetall(storage.key("/event/Order_Event__e")) == {
+        "date": _SAME_DATE,
+        "replay_id": "hex:00000000011427f7",
+        "sort_date": _SAME_DATE,
+    }
+    assert await raw.hget(storage.key("/event/Other__e"), "replay_id") == "hex:00ff"
+    found = await storage.get_replay_marker("/event/Order_Event__e")
+    assert found is not None
+    assert type(found.replay_id) is bytes
+    assert found == (_SAME_DATE, _PUBSUB_ID)
+
+
+async def test_a_hash_written_by_dev0_is_read_and_ordered_as_before(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis
+) -> None:
+    # What 1.0.0.dev0 wrote: the id in decimal, and the normalised date.
+    key = storage.key(CHANNEL)
+    await raw.hset(
+        key,
+        mapping={
+            "date": "2024-05-01T12:00:00.000Z",
+            "replay_id": "9223372036854775808",
+            "sort_date": _SAME_DATE,
+        },
+    )
+    assert await storage.get_replay_marker(CHANNEL) == ("2024-05-01T12:00:00.000Z", 2**63)
+    await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, 2**63 - 1))  # lower id
+    assert await storage.get_replay_id(CHANNEL) == 2**63
+    await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, 2**63 + 1))
+    assert await raw.hget(key, "replay_id") == "9223372036854775809"
+    # The channel moves to Pub/Sub: the bytes marker replaces it, its date older or not.
+    await storage.store_marker(CHANNEL, ReplayMarker("2024-05-01T11:00:00Z", _PUBSUB_ID))
+    assert await storage.get_replay_id(CHANNEL) == _PUBSUB_ID
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hex:", "hex:0", "hex:ABCD", "hex:zz", "hex: 00", "HEX:00", "0x00", "hex:00\n"],
+)
+async def test_a_stored_bytes_id_in_another_form_is_an_error(
+    storage: RedisReplayStorage, raw: redis.asyncio.Redis, text: str
+) -> None:
+    # Only the form the storage writes; anything else is an error rather than a guess.
+    key = storage.key(CHANNEL)
+    await raw.hset(key, mapping={"date": _SAME_DATE, "replay_id": text, "sort_date": _SAME_DATE})
+    with pytest.raises(ReplayError) as caught:
+        await storage.get_replay_marker(CHANNEL)
+    assert str(caught.value) == f"Redis key {key!r} does not hold a replay marker"
+    for candidate in (10, b"\x01"):
+        with pytest.raises(ReplayError, match="is not a decimal integer, nor hex: and bytes"):
+            await storage.store_marker(CHANNEL, ReplayMarker(_SAME_DATE, candidate))
+    assert await raw.hget(key, "replay_id") == text  # left as it was
+
+
+async def test_a_bytes_marker_replaces_an_int_one_with_a_later_date(
+    storage: RedisReplayStorage,
+) -> None:
+    # In the script: a later stored date, which would win between ints, does not keep a
+    # bytes marker out, and a bytes marker does not keep a CometD one out either.
+    await storage.store_marker(CHANNEL, ReplayMarker("2024-05-01T13:00:00Z", 5))
+    await storage.store_markers({CHANNEL: ReplayMarker("2024-05-01T12:00:00Z", b"\x05")})
+    assert await storage.get_replay_marker(CHANNEL) == ("2024-05-01T12:00:00Z", b"\x05")
+    await storage.store_marker(CHANNEL, ReplayMarker("2024-05-01T11:00:00Z", 4))
+    assert await storage.get_replay_marker(CHANNEL) == ("2024-05-01T11:00:00Z", 4)
+
+
+_any_markers = st.builds(
+    ReplayMarker, _dates, st.one_of(st.integers(-3, 3), st.binary(min_size=1, max_size=4))
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(current=_any_markers, candidate=_any_markers)
+async def test_store_marker_agrees_with_is_newer_for_both_kinds(
+    storage: RedisReplayStorage, current: ReplayMarker, candidate: ReplayMarker
+) -> None:
+    await storage.set_replay_marker(CHANNEL, current)
+    await storage.store_marker(CHANNEL, candidate)
+    expected = candidate if is_newer(candidate, current) else current
+    found = await storage.get_replay_marker(CHANNEL)
+    assert found == expected
+    assert found is not None and type(found.replay_id) is type(expected.replay_id)
