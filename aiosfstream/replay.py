@@ -277,9 +277,8 @@ def check_replay_id(name: str, value: object) -> int:
     """Return *value*, the argument *name*, as a CometD replay id or :class:`ReplayOption`.
 
     This is what a storage's ``default_id`` and the CLI's ``--replay`` take: ``-1`` and
-    ``-2`` come back as their :class:`ReplayOption`.  Pub/Sub ids (``bytes``) are not
-    accepted: a Pub/Sub subscription starts from an id it has received, never from one
-    written by hand.
+    ``-2`` come back as their :class:`ReplayOption`.  Pub/Sub ids (``bytes``) are refused:
+    they reach a storage in the markers of received events, not as its default.
 
     :raises TypeError: *value* is not an ``int`` (a ``bool`` is not one)
     :raises ValueError: *value* is below ``-2``
