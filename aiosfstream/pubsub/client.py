@@ -226,8 +226,6 @@ class _Stream:
         self.waited = 0.0
         #: Events of this topic in the prefetch queue.
         self.queued = 0
-        #: The date of the last event received, for the marker of a keepalive.
-        self.last_date: str | None = None
         #: The requests of the current call, while one runs.
         self.requests: _Requests | None = None
         #: Events granted to the next call while it waited for room in the queue.
@@ -251,8 +249,8 @@ class PubSubClient:
 
     The names and meanings are those of :class:`aiosfstream.Client`: ``async with``,
     :meth:`subscribe`, :meth:`receive` or ``async for``, :meth:`publish`; replay ids are
-    ``bytes`` here, and each message is the dict described in
-    :mod:`aiosfstream.pubsub.messages`.
+    ``bytes`` here, and each message is a dict with the keys ``topic``, ``replay_id``,
+    ``event_id``, ``schema_id`` and ``payload`` (the decoded Avro record).
 
     :param authenticator: how to obtain an access token; any of aiosfstream's
     :param replay: where subscriptions start: a :class:`~aiosfstream.ReplayOption`
@@ -418,7 +416,7 @@ class PubSubClient:
         """Subscribe to *topic*, from the position :attr:`replay_storage` gives.
 
         Returns once the stream is running: it delivered something, or stayed open
-        :data:`SETTLE_SECONDS` without a refusal. A refusal raises
+        a second without a refusal. A refusal raises
         :class:`~aiosfstream.pubsub.PubSubServerError` (an invalid replay id without
         ``replay_fallback``, an unknown topic, no permission); one that comes later is
         raised by :meth:`receive`.
@@ -952,8 +950,6 @@ class PubSubClient:
         self._queue.extend(batch)
         stream.queued += len(batch)
         stream.position = response.events[-1].replay_id
-        if batch:
-            stream.last_date = marker_of(batch[-1], datetime.now(timezone.utc)).date
         self._budget.received(stream, len(response.events))
         self._top_up()
 
@@ -970,8 +966,9 @@ class PubSubClient:
             stored = await self.replay_storage.get_replay_marker(stream.topic)
             if stored is None or stored.replay_id != handed:
                 return  # the user has not stored the last event handed over yet
-        date = stream.last_date or utc_text(datetime.now(timezone.utc))
-        await self.replay_storage.store_marker(stream.topic, ReplayMarker(date, latest))
+        # Pub/Sub markers are ordered by when they are stored, not by date: "now" will do.
+        marker = ReplayMarker(utc_text(datetime.now(timezone.utc)), latest)
+        await self.replay_storage.store_marker(stream.topic, marker)
 
     async def _store_handed(self) -> None:
         """Store the marker of the last message handed over on each topic, together."""

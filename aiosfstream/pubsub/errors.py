@@ -82,7 +82,7 @@ class PublishResult(NamedTuple):
 class PublishError(PubSubServerError):
     """Salesforce refused some events of a :meth:`~aiosfstream.pubsub.PubSubClient.publish`.
 
-    :attr:`results` holds one :class:`PublishResult` per event, the accepted ones included.
+    ``results`` holds one :class:`PublishResult` per event, the accepted ones included.
     """
 
     def __init__(
@@ -99,8 +99,8 @@ class InvalidEventPayload(InvalidMessage):
     """An event's payload could not be decoded with its schema.
 
     Pub/Sub does not check what publishers send, so such an event can arrive; the
-    stream goes on after it.  :attr:`topic`, :attr:`replay_id` and :attr:`event_id`
-    say which event it was.
+    stream goes on after it.  ``topic``, ``replay_id`` and ``event_id`` say which
+    event it was.
     """
 
     def __init__(self, message: str, topic: str, replay_id: bytes, event_id: str) -> None:
