@@ -35,13 +35,22 @@ _REPLAY_FALLBACK = ("aiosfstream.client", "replay id for %s rejected (%s); subsc
 class Start:
     """Where a subscription starts: a replay id, and whether the replay store gave it."""
 
-    replay_id: int
+    replay_id: int | bytes
     stored: bool = False
 
     def __str__(self) -> str:
         if self.stored:
-            return f"after the stored id {self.replay_id}"
-        return replay_word(self.replay_id)
+            return f"after the stored id {_shown(self.replay_id)}"
+        return (
+            _shown(self.replay_id)
+            if isinstance(self.replay_id, bytes)
+            else replay_word(self.replay_id)
+        )
+
+
+def _shown(replay_id: int | bytes) -> str:
+    # A Pub/Sub id (opaque bytes) kept in the same store is shown in hex.
+    return replay_id.hex() if isinstance(replay_id, bytes) else str(replay_id)
 
 
 def _channel_of(subscription: str) -> str:
@@ -64,7 +73,9 @@ class Progress:
         #: Tokens obtained after the first one.
         self.reauthentications = 0
         #: The replay id of the last event printed, per channel (``None``: no event yet).
-        self.last_ids: dict[str, int | None] = dict.fromkeys(map(_channel_of, subscriptions))
+        self.last_ids: dict[str, int | bytes | None] = dict.fromkeys(
+            map(_channel_of, subscriptions)
+        )
         self._fallback = fallback
         self._fell_back: set[str] = set()
         self._handshakes = 0
@@ -114,7 +125,7 @@ class Progress:
         if not self._connected:
             return
         last = ", ".join(
-            f"{channel} {'none' if replay_id is None else replay_id}"
+            f"{channel} {'none' if replay_id is None else _shown(replay_id)}"
             for channel, replay_id in self.last_ids.items()
         )
         LOGGER.info(
