@@ -21,6 +21,7 @@ PROTO_GENERATORS = ["grpcio-tools==1.85.1", "mypy-protobuf==5.1.0"]
 TEST_REQUIRES = [
     *PUBSUB_REQUIRES,
     *PROTO_GENERATORS,
+    "orjson>=3.9",
     "pytest>=8",
     "pytest-asyncio>=0.24",
     "pytest-timeout>=2.3",

@@ -489,7 +489,12 @@ class Client:
         self._interrupted.set()
 
     async def _exchange(self, message: Message, timeout: float | None) -> Message:
-        """Send one message through the extensions and transport; return its reply."""
+        """Send one message through the extensions and transport; return its reply.
+
+        The answer is taken in as it is decoded. A ``/meta/connect`` answer is read no
+        faster than the consumer makes room (it can hold a whole backlog); the answer
+        to any other request is read at once, since the user waits for it.
+        """
         assert self._session is not None and self._queue is not None
         if message["channel"] == MetaChannel.HANDSHAKE or self._transport is None:
             transport: Transport = self._http_transport()
@@ -498,13 +503,23 @@ class Client:
         payload: Payload = [message]
         headers: Headers = {}
         await self._apply_outgoing(payload, headers)
-        response = await transport.send(payload, headers, timeout=timeout)
-        await self._apply_incoming(response, headers)
-        incoming = self._protocol.sort(response, [message])
-        self._on_events(incoming.events)
-        self._queue.extend(incoming.events)
-        self._take_unsolicited(incoming.unsolicited)
-        reply = incoming.replies.get(message["id"])
+        replies: dict[str, Message] = {}
+        paced = message["channel"] == MetaChannel.CONNECT
+
+        async def take(messages: Payload) -> None:
+            assert self._queue is not None
+            await self._apply_incoming(messages, headers)
+            incoming = self._protocol.sort(messages, [message])
+            for key, reply in incoming.replies.items():
+                replies.setdefault(key, reply)
+            self._on_events(incoming.events)
+            self._queue.extend(incoming.events)
+            self._take_unsolicited(incoming.unsolicited)
+            if paced:
+                await self._wait_for_room()
+
+        await transport.stream(payload, headers, timeout=timeout, deliver=take)
+        reply = replies.get(message["id"])
         if reply is None:
             raise LostReply(f"the server sent no reply to the {message['channel']} request")
         return reply

@@ -591,6 +591,46 @@ async def test_oversized_connect_reply_is_not_buffered_and_is_replayed(
     assert rule.bytes_sent < size / 2, f"the client read {rule.bytes_sent} bytes of {size}"
 
 
+async def test_events_decoded_before_the_limit_are_handed_over(
+    emulator: SalesforceEmulator, proxy: CuttingProxy
+) -> None:
+    # The events of an oversized reply that come before the limit are decoded as they
+    # arrive: they are handed over, and the stream resumes after the last of them.
+    client = sf_client(emulator, max_response_bytes=LIMIT, connection_timeout=5, backoff=FAST)
+    async with client:
+        await streaming(client, emulator, BUSY)
+        rule = proxy.oversize_reply(reply_carries(BUSY), 64 * 1024**2, times=None)
+        publish(emulator, BUSY, "a", "b", "c")
+        assert await collect(client, 3) == busy("a", "b", "c")
+        rule.cancel()
+        publish(emulator, BUSY, "d")
+        assert await collect(client, 1) == busy("d")
+        await assert_nothing_more(client)
+
+
+@pytest.mark.parametrize("fraction", [0.3, 0.7])
+async def test_a_connect_reply_cut_midway_while_decoded_loses_and_repeats_nothing(
+    emulator: SalesforceEmulator, proxy: CuttingProxy, fraction: float
+) -> None:
+    # A backlog answered in one reply, read by a slow consumer, and cut by the proxy
+    # part-way: the events decoded before the cut are handed over, the rest come again
+    # by replay from the last of them.
+    names = [f"e{index:03}" for index in range(300)]
+    client = sf_client(emulator, max_pending_count=10, connection_timeout=5, backoff=FAST)
+    async with client:
+        await streaming(client, emulator, BUSY)
+        rule = proxy.cut_reply(reply_carries(BUSY), fraction)
+        publish(emulator, BUSY, *names)
+        await rule.fired()
+        got = []
+        for _ in range(len(names)):
+            got.extend(await collect(client, 1))
+            await asyncio.sleep(0.001)
+        assert got == busy(*names)
+        await assert_nothing_more(client)
+    assert 0 < rule.bytes_sent
+
+
 async def test_every_reply_too_large_raises_response_too_large() -> None:
     # Connects held only 0.3 s and events published all along: every poll is answered
     # soon, and every answer is too large, until connection_timeout runs out.
@@ -604,7 +644,9 @@ async def test_every_reply_too_large_raises_response_too_large() -> None:
         client = sf_client(emulator, max_response_bytes=LIMIT, connection_timeout=2, backoff=FAST)
         async with client:
             await client.subscribe(BUSY)
-            rule = proxy.oversize_reply(always, size, times=None)
+            # Padded in front: the events of a reply decoded before the limit would be
+            # handed over, so that the stream would go on.
+            rule = proxy.oversize_reply(always, size, times=None, pad_first=True)
 
             async def keep_publishing() -> None:
                 for index in range(1000):

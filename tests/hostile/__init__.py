@@ -396,12 +396,19 @@ class CuttingProxy:
         return self._arm("reply", match, action, times, "rewrite_reply")
 
     def oversize_reply(
-        self, match: Match, size: int, *, chunked: bool = True, times: int | None = 1
+        self,
+        match: Match,
+        size: int,
+        *,
+        chunked: bool = True,
+        times: int | None = 1,
+        pad_first: bool = False,
     ) -> Rule:
         """Send the upstream reply padded to about *size* bytes, written 64 KiB at a time.
 
-        The body stays valid JSON: the last message of the array gets a long ``padding``
-        string. With *chunked* no ``Content-Length`` is sent, so the client can only tell
+        The body stays valid JSON: the last message of the array (the first with
+        *pad_first*, so that nothing before the padding can be decoded) gets a long
+        ``padding`` string. With *chunked* no ``Content-Length`` is sent, so the client can only tell
         by counting. A client that hangs up early stops the writing; :attr:`Rule.bytes_sent`
         tells how much was written.
         """
@@ -412,7 +419,10 @@ class CuttingProxy:
             text = json.dumps(exchange.replies).encode()
             if not text.endswith(b"}]"):
                 text = b'[{"channel": "/meta/padding"}]'
-            head, tail = text[:-2] + b', "padding": "', b'"}]'
+            if pad_first:
+                head, tail = b'[{"padding": "', b'", ' + text[2:]
+            else:
+                head, tail = text[:-2] + b', "padding": "', b'"}]'
             chunks = max(1, (size - len(head) - len(tail)) // len(_CHUNK) + 1)
             response = web.StreamResponse(status=exchange.status or 200)
             response.content_type = "application/json"
@@ -431,6 +441,31 @@ class CuttingProxy:
             return response
 
         return self._arm("reply", match, action, times, f"oversize {size}")
+
+    def cut_reply(self, match: Match, fraction: float, *, times: int | None = 1) -> Rule:
+        """Send the first *fraction* of the upstream reply's body, slowly, then cut.
+
+        As a proxy does that gives up on a response its client reads too slowly: the
+        client has decoded part of the array when the connection ends.
+        """
+
+        async def action(
+            rule: Rule, exchange: Exchange, request: web.Request
+        ) -> web.StreamResponse:
+            body = exchange.reply_body or b""
+            sent = body[: int(len(body) * fraction)]
+            response = web.StreamResponse(status=exchange.status or 200)
+            response.content_type = "application/json"
+            response.content_length = len(body)
+            with contextlib.suppress(ConnectionError):
+                await response.prepare(request)
+                for start in range(0, len(sent), 4096):
+                    await response.write(sent[start : start + 4096])
+                    rule.bytes_sent += len(sent[start : start + 4096])
+                    await asyncio.sleep(0.002)
+            return _abort(request)
+
+        return self._arm("reply", match, action, times, f"cut at {fraction:.0%}")
 
     # -- serving ------------------------------------------------------------------------
 

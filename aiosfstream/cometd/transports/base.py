@@ -25,6 +25,7 @@ from aiosfstream.cometd.messages import InvalidMessage
 from aiosfstream.typing import Headers, JsonDumper, JsonLoader, Payload
 
 __all__ = [
+    "Receiver",
     "SSLOption",
     "Transport",
     "UnsolicitedHandler",
@@ -35,6 +36,9 @@ __all__ = [
 
 #: Called with messages that arrive without a request waiting for them (websocket).
 UnsolicitedHandler = Callable[[Payload], Awaitable[None]]
+#: Called with each group of messages of a response, in order, as they are decoded; the
+#: transport reads no further until it returns, so waiting in it holds the server back.
+Receiver = Callable[[Payload], Awaitable[None]]
 #: What aiohttp accepts as ``ssl``; ``None`` means "verify certificates".
 SSLOption = SSLContext | bool | aiohttp.Fingerprint | None
 
@@ -69,9 +73,10 @@ def translate_transport_errors(what: str, timeout: float | None = None) -> Itera
         yield
     except TransportError:
         raise
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as error:
+    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
         after = "in time" if timeout is None else f"within {timeout:g} s"
-        raise TransportTimeoutError(f"{what}: no answer {after}") from error
+        # aiohttp's "Timeout on reading data from socket" adds nothing to this.
+        raise TransportTimeoutError(f"{what}: no answer {after}") from None
     except (aiohttp.ServerDisconnectedError, ConnectionResetError) as error:
         raise TransportConnectionClosed(f"{what}: the server closed the connection") from error
     except aiohttp.ClientResponseError as error:
@@ -145,6 +150,16 @@ class Transport(ABC):
         :param headers: HTTP headers, as prepared by the extensions
         :param timeout: seconds to wait for the answer, ``None`` for no limit
         """
+
+    async def stream(
+        self, payload: Payload, headers: Headers, *, timeout: float | None, deliver: Receiver
+    ) -> None:
+        """Send *payload*; hand the messages that answer it to *deliver*, in order.
+
+        *timeout* bounds the time spent waiting for the server, not the time spent in
+        *deliver*. This default delivers the whole answer of :meth:`send` at once.
+        """
+        await deliver(await self.send(payload, headers, timeout=timeout))
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the transport's resources."""

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from aiosfstream.cometd.constants import MAX_REQUEST_BYTES
+from aiosfstream.cometd.decoder import ArrayDecoder
 from aiosfstream.cometd.exceptions import (
     HTTPStatusError,
     ResponseTooLargeError,
     TransportInvalidOperation,
+    TransportTimeoutError,
     shorten,
 )
 from aiosfstream.cometd.messages import validate_payload
 from aiosfstream.cometd.transports.base import (
+    Receiver,
     Transport,
     redirect_error,
     translate_transport_errors,
@@ -33,6 +38,24 @@ class LongPollingTransport(Transport):
     max_request_bytes = MAX_REQUEST_BYTES
 
     async def send(self, payload: Payload, headers: Headers, *, timeout: float | None) -> Payload:
+        received: Payload = []
+
+        async def collect(messages: Payload) -> None:
+            received.extend(messages)
+
+        await self.stream(payload, headers, timeout=timeout, deliver=collect)
+        return received
+
+    async def stream(
+        self, payload: Payload, headers: Headers, *, timeout: float | None, deliver: Receiver
+    ) -> None:
+        """POST *payload*; decode the answer as it arrives and hand it over in groups.
+
+        While *deliver* waits, nothing more is read: the rest of the body stays with
+        the server and the sockets, not in memory. *timeout* bounds the time spent
+        waiting for the server (the answer to start, and each piece of it), not the
+        time spent in *deliver*.
+        """
         body = self._dumps(payload)
         data = body.encode("utf-8") if isinstance(body, str) else body
         if len(data) > self.max_request_bytes:
@@ -47,7 +70,9 @@ class LongPollingTransport(Transport):
                 self.url,
                 data=data,
                 headers=request_headers,
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                # sock_read bounds each wait for the server and is stopped while the
+                # body is not read: a slow consumer is not a slow server.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout),
                 ssl=self._ssl,
                 proxy=self._proxy,
                 # A 307 or 308 would re-post the session, and the Authorization header,
@@ -66,17 +91,16 @@ class LongPollingTransport(Transport):
                         f"({shorten(content_type)})",
                         status,
                     )
-                text = await self._read_body(response, what)
-            if "json" not in content_type and not _looks_like_json(text):
-                raise HTTPStatusError(
-                    f"{what}: expected JSON but got {shorten(content_type) or 'no content type'} "
-                    f"(HTTP {status})",
-                    status,
-                )
-            return validate_payload(self._loads(text))
+                await self._read_body(response, what, timeout, deliver)
 
-    async def _read_body(self, response: aiohttp.ClientResponse, what: str) -> bytes:
-        """Read the body, giving up as soon as it passes ``max_response_bytes``.
+    async def _read_body(
+        self,
+        response: aiohttp.ClientResponse,
+        what: str,
+        timeout: float | None,
+        deliver: Receiver,
+    ) -> None:
+        """Decode the body piece by piece; give up as soon as it passes ``max_response_bytes``.
 
         Leaving the ``async with`` block with the body unread closes the connection, so
         the rest of a too large body is never received.
@@ -89,20 +113,39 @@ class LongPollingTransport(Transport):
                 f"max_response_bytes ({limit} bytes); not read",
                 limit,
             )
-        body = bytearray()
-        # iter_any hands over what has arrived; aiohttp's flow control keeps that to
-        # a few buffers, so at most about the limit is ever held.
-        async for chunk in response.content.iter_any():
-            if len(body) + len(chunk) > limit:
+        decoder = ArrayDecoder(self._loads)
+        expects_json = "json" in response.content_type
+        content = response.content
+        loop = asyncio.get_running_loop()
+        waited, size = 0.0, 0
+        while True:
+            before = loop.time()
+            chunk = await content.readany()
+            waited += loop.time() - before
+            size += len(chunk)
+            if size > limit:
                 raise ResponseTooLargeError(
                     f"{what}: the response is larger than max_response_bytes "
                     f"({limit} bytes); the rest was not read",
                     limit,
                 )
-            body += chunk
-        return bytes(body)
-
-
-def _looks_like_json(body: bytes) -> bool:
-    """Some servers label JSON as text; accept a body that starts like a JSON array."""
-    return body.lstrip()[:1] == b"["
+            if timeout is not None and waited > timeout:
+                # A server that sends a byte now and then never trips sock_read.
+                raise TransportTimeoutError(f"{what}: the answer took over {timeout:g} s")
+            if not expects_json and chunk.strip():
+                # Some servers label JSON as text; a body that is no JSON array is not ours.
+                if chunk.lstrip()[:1] == b"[":
+                    expects_json = True
+                else:
+                    raise HTTPStatusError(
+                        f"{what}: expected JSON but got "
+                        f"{shorten(response.content_type) or 'no content type'} "
+                        f"(HTTP {response.status})",
+                        response.status,
+                    )
+            final = not chunk or content.at_eof()
+            messages = decoder.decode(chunk, final=final)
+            if messages:
+                await deliver(validate_payload(messages))
+            if final:
+                return
