@@ -12,6 +12,13 @@ flat however many events are offered.
 ``--unbounded`` also runs ``max_pending_count=0`` (no limit) afterwards, to show what
 the limit protects from (the peak RSS is then that of both runs).
 
+``--one-reply 10000,50000,100000`` measures what a CometD server does to a consumer
+that fell behind: it answers one ``/meta/connect`` with **everything** queued, here N
+events in one response.  Each size runs in a fresh process (peak RSS only grows), with
+the same slow consumer; it prints the peak RSS over the RSS of the open, subscribed
+client.  A client that reads the whole body first grows with N; one that decodes it as
+it arrives and stops reading while its queue is full stays flat.
+
     .venv/bin/python benchmarks/memory.py                          # 50k events
 """
 
@@ -20,6 +27,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
+import subprocess
+import sys
 from typing import Any
 
 from _support import (
@@ -87,6 +97,64 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+async def one_reply(args: argparse.Namespace, total: int) -> dict[str, float]:
+    """One run: *total* events in a single reply; RSS of the open client and the peak."""
+    scenario = Scenario("batch", "realistic", batch=total, total=total)
+    opened: dict[str, float] = {}
+
+    async def on_event(message: dict[str, Any], count: int) -> None:
+        if count % args.sleep_every == 0:
+            await asyncio.sleep(args.sleep)
+
+    def on_open(client: Any) -> None:
+        gc.collect()
+        opened["rss_mb"] = current_rss_mb()
+        opened["peak_before_mb"] = peak_rss_mb()
+
+    with ServerProcess() as server:
+        run = await consume(
+            server,
+            scenario,
+            on_event=on_event,
+            on_open=on_open,
+            replay={},
+            max_pending_count=args.max_pending,
+            max_response_bytes=1024**3,
+        )
+    return {
+        "events": run.events,
+        "open_rss_mb": opened["rss_mb"],
+        "peak_mb": peak_rss_mb(),
+        "growth_mb": peak_rss_mb() - opened["rss_mb"],
+    }
+
+
+def one_reply_runs(args: argparse.Namespace) -> list[dict[str, float]]:
+    """Each size in its own process, since peak RSS never goes down."""
+    results = []
+    for total in args.one_reply:
+        command = [sys.executable, __file__, "--single-reply", str(total)]
+        command += ["--max-pending", str(args.max_pending), "--sleep", str(args.sleep)]
+        command += ["--sleep-every", str(args.sleep_every)]
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results.append(json.loads(output.strip().splitlines()[-1]))
+    return results
+
+
+def report_one_reply(results: list[dict[str, float]]) -> str:
+    rows = [
+        [
+            f"{point['events']:,}",
+            f"{point['open_rss_mb']:.1f}",
+            f"{point['peak_mb']:.1f}",
+            f"{point['growth_mb']:+.1f}",
+        ]
+        for point in results
+    ]
+    headers = ["events in one reply", "open client RSS MB", "peak RSS MB", "growth MB"]
+    return format_table(headers, rows)
+
+
 def report(result: dict[str, Any]) -> str:
     rows = []
     for name in ("bounded", "unbounded"):
@@ -122,12 +190,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sleep", type=float, default=0.001, help="seconds the consumer sleeps")
     parser.add_argument("--sleep-every", type=int, default=10, help="... every this many events")
     parser.add_argument("--unbounded", action="store_true", help="also run without a limit")
+    parser.add_argument(
+        "--one-reply",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[],
+        help="also serve each of these numbers of events in one reply (e.g. 10000,50000,100000)",
+    )
+    parser.add_argument("--single-reply", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--json-out", help="also write the results to this JSON file")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     arguments = parse_args()
+    if arguments.single_reply:
+        print(json.dumps(asyncio.run(one_reply(arguments, arguments.single_reply))))
+        sys.exit(0)
     print(library_header("memory: RSS with a slow consumer"))
     print(
         f"{arguments.total:,} realistic events offered in batches of {arguments.batch}; "
@@ -136,4 +214,8 @@ if __name__ == "__main__":
     )
     outcome = asyncio.run(main(arguments))
     print(report(outcome))
+    if arguments.one_reply:
+        print("\nEvery event queued by the server in ONE /meta/connect reply:", flush=True)
+        outcome["one_reply"] = one_reply_runs(arguments)
+        print(report_one_reply(outcome["one_reply"]))
     write_json(arguments.json_out, outcome)

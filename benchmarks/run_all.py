@@ -34,15 +34,24 @@ HERE = Path(__file__).resolve().parent
 #: Each benchmark with the arguments of the quick run.
 BENCHMARKS: dict[str, list[str]] = {
     "throughput": ["--total", "30000", "--total-single", "2000", "--repeats", "3"],
-    "latency": ["--duration", "10", "--raw-duration", "3"],
-    "memory": ["--unbounded"],
+    "latency": ["--duration", "10", "--raw-duration", "10", "--rounds", "4"],
+    "memory": ["--unbounded", "--one-reply", "10000,50000,100000"],
     "storage": ["--total", "30000", "--repeats", "4", "--max-seconds", "3"],
     "cpu": ["--total", "30000", "--repeats", "2", "--tree-lines", "45"],
 }
 
 #: Throughput of the client as a share of the raw ceiling (realistic events, batch 1000).
-MIN_RAW_RATIO = 0.8
+MIN_RAW_RATIO = 0.95
+#: The client with orjson against the stdlib-json raw ceiling.
+MIN_ORJSON_OVER_JSON_CEILING = 1.3
 MAX_P99_MS = 5.0
+#: Latency of the client over the bare aiohttp floor, same run.
+MAX_P50_FLOOR_RATIO = 1.10
+MAX_P99_FLOOR_RATIO = 1.15
+#: Peak RSS growth when every queued event comes in one reply, and its growth between
+#: the 50k and 100k replies (flat: it does not scale with the reply).
+MAX_ONE_REPLY_GROWTH_MB = 25.0
+MAX_ONE_REPLY_SCALING_MB = 5.0
 MAX_PEAK_RSS_MB = 100.0
 #: RSS may grow this much between the first and the last checkpoint and still be flat.
 MAX_RSS_GROWTH_MB = 5.0
@@ -86,6 +95,15 @@ def throughput_checks(result: dict[str, Any]) -> list[Check]:
     json_row = rows.get(("realistic", 1000, "json"))
     orjson_row = rows.get(("realistic", 1000, "orjson"))
     if json_row and orjson_row:
+        over = orjson_row["client_rate"] / json_row["raw_rate"]
+        checks.append(
+            (
+                "client with orjson / raw ceiling with json, realistic, batch 1000",
+                f">= {MIN_ORJSON_OVER_JSON_CEILING:.2f}x",
+                f"{over:.2f}x ({_k(orjson_row['client_rate'])} / {_k(json_row['raw_rate'])})",
+                over >= MIN_ORJSON_OVER_JSON_CEILING,
+            )
+        )
         speedup = orjson_row["client_rate"] / json_row["client_rate"]
         checks.append(
             (
@@ -119,6 +137,16 @@ def latency_checks(result: dict[str, Any]) -> list[Check]:
                 None,
             )
         )
+        for name, limit in (("p50", MAX_P50_FLOOR_RATIO), ("p99", MAX_P99_FLOOR_RATIO)):
+            ratio = result[f"{name}_ratio"]
+            checks.append(
+                (
+                    f"latency {name}, client / floor",
+                    f"<= {limit:.2f}x",
+                    f"{ratio:.2f}x ({client[name]:.3f} / {raw[name]:.3f} ms)",
+                    ratio <= limit,
+                )
+            )
     return checks
 
 
@@ -140,6 +168,26 @@ def memory_checks(result: dict[str, Any]) -> list[Check]:
             result["growth_mb"] <= MAX_RSS_GROWTH_MB,
         ),
     ]
+    replies = {point["events"]: point for point in result.get("one_reply", [])}
+    for events, point in replies.items():
+        checks.append(
+            (
+                f"peak RSS growth, {events // 1000}k events in one reply",
+                f"<= {MAX_ONE_REPLY_GROWTH_MB:g} MB" if events == 50_000 else "(info)",
+                f"{point['growth_mb']:+.1f} MB",
+                point["growth_mb"] <= MAX_ONE_REPLY_GROWTH_MB if events == 50_000 else None,
+            )
+        )
+    if 50_000 in replies and 100_000 in replies:
+        scaling = replies[100_000]["peak_mb"] - replies[50_000]["peak_mb"]
+        checks.append(
+            (
+                "peak RSS, 100k over 50k events in one reply",
+                f"<= {MAX_ONE_REPLY_SCALING_MB:g} MB",
+                f"{scaling:+.1f} MB",
+                scaling <= MAX_ONE_REPLY_SCALING_MB,
+            )
+        )
     if result.get("unbounded"):
         checks.append(
             (
