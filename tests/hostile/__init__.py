@@ -408,9 +408,9 @@ class CuttingProxy:
 
         The body stays valid JSON: the last message of the array (the first with
         *pad_first*, so that nothing before the padding can be decoded) gets a long
-        ``padding`` string. With *chunked* no ``Content-Length`` is sent, so the client can only tell
-        by counting. A client that hangs up early stops the writing; :attr:`Rule.bytes_sent`
-        tells how much was written.
+        ``padding`` string. With *chunked* no ``Content-Length`` is sent, so the client can
+        only tell by counting. A client that hangs up early stops the writing;
+        :attr:`Rule.bytes_sent` tells how much was written.
         """
 
         async def action(
