@@ -34,7 +34,14 @@ from aiosfstream.policy import (
     failure_reason,
     is_invalid_replay_error,
 )
-from aiosfstream.replay import ReplayMarkerStorage, ReplayOption, marker_to_store, storage_from
+from aiosfstream.replay import (
+    HandedOver,
+    ReplayMarker,
+    ReplayMarkerStorage,
+    ReplayOption,
+    marker_to_store,
+    storage_from,
+)
 
 # 0.5 defined it here.
 from aiosfstream.replay import ReplayMarkerStoragePolicy as ReplayMarkerStoragePolicy
@@ -64,6 +71,16 @@ FALLBACK_MIN_TIMEOUT = 1.0
 
 #: What the client's ``replay`` argument may be.
 ReplayParameter: TypeAlias = ReplayOption | ReplayMarkerStorage | MutableMapping[str, Any]
+
+
+def _markers_to_store(handed: dict[str, Message]) -> dict[str, ReplayMarker]:
+    """The markers of the messages handed over, without those that have none."""
+    markers = {}
+    for channel, message in handed.items():
+        marker = marker_to_store(message)
+        if marker is not None:
+            markers[channel] = marker
+    return markers
 
 
 def _replay_id_of(message: Message) -> int | None:
@@ -165,10 +182,8 @@ class Client(cometd_client.Client):
         # Channels subscribed from a replay position (a stored marker, or ALL_EVENTS):
         # a new session can resume them even before they deliver anything.
         self._positioned: set[str] = set()
-        # AUTOMATIC policy: the last message handed over per channel whose marker is
-        # not stored yet, and how many messages were handed over since the last store.
-        self._handed: dict[str, Message] = {}
-        self._handed_count = 0
+        # AUTOMATIC policy: the messages handed over whose markers are not stored yet.
+        self._handed = HandedOver()
 
     # -- public API, with aiosfstream's exceptions -------------------------------
     open = translate_errors(cometd_client.Client.open)
@@ -202,38 +217,18 @@ class Client(cometd_client.Client):
                 raise
             raise twin from twin.__cause__
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
-            channel: str = message["channel"]
-            previous = self._handed.get(channel)
-            self._handed[channel] = message
-            self._handed_count += 1
-            if self._handed_count >= AUTOMATIC_STORE_INTERVAL or not self._queue:
-                try:
-                    await self._store_handed()
-                except BaseException:
-                    # The message is not handed over after all: it stays first in line.
-                    if previous is None:
-                        self._handed.pop(channel, None)
-                    else:
-                        self._handed[channel] = previous
-                    self._push_back(message)
-                    raise
+            await self._handed.hand(
+                message["channel"],
+                message,
+                self.replay_storage,
+                _markers_to_store,
+                store_now=self._handed.count + 1 >= AUTOMATIC_STORE_INTERVAL or not self._queue,
+                put_back=lambda: self._push_back(message),
+            )
         return message
 
     async def _store_handed(self) -> None:
-        """Store the marker of the last message handed over on each channel, together."""
-        if not self._handed:
-            return
-        handed = dict(self._handed)
-        markers = {}
-        for channel, message in handed.items():
-            marker = marker_to_store(message)
-            if marker is not None:
-                markers[channel] = marker
-        await self.replay_storage.store_markers(markers)
-        for channel, message in handed.items():
-            if self._handed.get(channel) is message:
-                del self._handed[channel]
-        self._handed_count = 0
+        await self._handed.store(self.replay_storage, _markers_to_store)
 
     @staticmethod
     def create_replay_storage(replay_param: ReplayParameter) -> ReplayMarkerStorage:

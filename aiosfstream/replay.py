@@ -24,7 +24,7 @@ import logging
 import re
 import sys
 from abc import abstractmethod
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
@@ -726,3 +726,61 @@ def storage_from(replay: object) -> ReplayMarkerStorage:
         "replay must be a ReplayOption, a collections.abc.MutableMapping or a "
         f"ReplayMarkerStorage, got {type(replay).__name__}"
     )
+
+
+class HandedOver:
+    """The AUTOMATIC policy's bookkeeping, shared by the CometD and Pub/Sub clients.
+
+    Keeps the last message handed over per channel (or topic) whose marker is not
+    stored yet, and how many were handed over since the last store.
+    """
+
+    def __init__(self) -> None:
+        self.last: dict[str, Message] = {}
+        self.count = 0
+
+    async def hand(
+        self,
+        key: str,
+        message: Message,
+        storage: ReplayMarkerStorage,
+        markers: Callable[[dict[str, Message]], dict[str, ReplayMarker]],
+        *,
+        store_now: bool,
+        put_back: Callable[[], None],
+    ) -> None:
+        """Count *message* as handed over; store every pending marker if *store_now*.
+
+        If the store fails, the message is not handed over after all: *put_back* puts
+        it first in line again, and the error propagates.
+        """
+        previous = self.last.get(key)
+        self.last[key] = message
+        self.count += 1
+        if not store_now:
+            return
+        try:
+            await self.store(storage, markers)
+        except BaseException:
+            if previous is None:
+                self.last.pop(key, None)
+            else:
+                self.last[key] = previous
+            put_back()
+            raise
+
+    async def store(
+        self,
+        storage: ReplayMarkerStorage,
+        markers: Callable[[dict[str, Message]], dict[str, ReplayMarker]],
+    ) -> None:
+        """Store the marker of the last message handed over on each key, together."""
+        if not self.last:
+            return
+        handed = dict(self.last)
+        await storage.store_markers(markers(handed))
+        for key, message in handed.items():
+            # A message handed over while the store ran stays pending.
+            if self.last.get(key) is message:
+                del self.last[key]
+        self.count = 0

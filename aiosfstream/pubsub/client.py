@@ -48,6 +48,7 @@ from aiosfstream.pubsub.flow import DemandBudget
 from aiosfstream.pubsub.messages import make_message, marker_of, utc_text
 from aiosfstream.pubsub.policy import Decision, Reaction, Situation, Step, decide, reaction_to
 from aiosfstream.replay import (
+    HandedOver,
     ReplayMarker,
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
@@ -320,10 +321,8 @@ class PubSubClient:
         self._schemas = SchemaCache(self._fetch_schema)
         self._topic_schemas: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
-        # AUTOMATIC policy: the last message handed over per topic whose marker is not
-        # stored yet, and how many were handed over since the last store.
-        self._handed: dict[str, Message] = {}
-        self._handed_count = 0
+        # AUTOMATIC policy: the messages handed over whose markers are not stored yet.
+        self._handed = HandedOver()
         # The replay id of the last message handed over per topic (MANUAL policy: a
         # keepalive may move the marker only once the user stored that one).
         self._last_handed: dict[str, bytes] = {}
@@ -476,22 +475,21 @@ class PubSubClient:
         self._top_up()
         self._last_handed[topic] = message["replay_id"]
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
-            previous = self._handed.get(topic)
-            self._handed[topic] = message
-            self._handed_count += 1
-            if self._handed_count >= AUTOMATIC_STORE_INTERVAL or not self._queue:
-                try:
-                    await self._store_handed()
-                except BaseException:
-                    # Not handed over after all: it stays first in line.
-                    if previous is None:
-                        self._handed.pop(topic, None)
-                    else:
-                        self._handed[topic] = previous
-                    self._queue.push_front(message)
-                    if stream is not None:
-                        stream.queued += 1
-                    raise
+
+            def put_back() -> None:
+                assert self._queue is not None
+                self._queue.push_front(message)
+                if stream is not None:
+                    stream.queued += 1
+
+            await self._handed.hand(
+                topic,
+                message,
+                self.replay_storage,
+                _markers_of,
+                store_now=self._handed.count + 1 >= AUTOMATIC_STORE_INTERVAL or not self._queue,
+                put_back=put_back,
+            )
         return message
 
     def __aiter__(self) -> PubSubClient:
@@ -959,7 +957,7 @@ class PubSubClient:
         Salesforce advises it: the bus moves on with other orgs' events, and a restart
         from an old id of a quiet topic would otherwise fall out of retention.
         """
-        if stream.queued or stream.topic in self._handed:
+        if stream.queued or stream.topic in self._handed.last:
             return
         handed = self._last_handed.get(stream.topic)
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.MANUAL and handed is not None:
@@ -971,15 +969,10 @@ class PubSubClient:
         await self.replay_storage.store_marker(stream.topic, marker)
 
     async def _store_handed(self) -> None:
-        """Store the marker of the last message handed over on each topic, together."""
-        if not self._handed:
-            return
-        handed = dict(self._handed)
-        now = datetime.now(timezone.utc)
-        await self.replay_storage.store_markers(
-            {topic: marker_of(message, now) for topic, message in handed.items()}
-        )
-        for topic, message in handed.items():
-            if self._handed.get(topic) is message:
-                del self._handed[topic]
-        self._handed_count = 0
+        await self._handed.store(self.replay_storage, _markers_of)
+
+
+def _markers_of(handed: dict[str, Message]) -> dict[str, ReplayMarker]:
+    """The markers of the messages handed over; "now" dates a message without a date."""
+    now = datetime.now(timezone.utc)
+    return {topic: marker_of(message, now) for topic, message in handed.items()}
