@@ -883,3 +883,23 @@ async def test_client_over_websocket_delivers_the_next_event_after_a_bad_frame()
         assert server.sabotaged
         assert server.connections == 2
         assert not client.closed
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug in an extension"), asyncio.TimeoutError()])
+async def test_long_polling_passes_errors_of_the_receiver_through_unchanged(
+    session: aiohttp.ClientSession, error: Exception
+) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response([reply_to(connect_request())])
+
+    async def deliver(messages: list[dict[str, Any]]) -> None:
+        raise error
+
+    async with endpoint(answer) as url:
+        # Streaming first: the receiver ran inside the translation of transport errors,
+        # which turned a ValueError into InvalidMessage and a timeout into a lost answer.
+        with pytest.raises(type(error)) as caught:
+            await long_polling(url, session).stream(
+                [connect_request()], {}, timeout=5, deliver=deliver
+            )
+    assert caught.value is error

@@ -73,10 +73,11 @@ def translate_transport_errors(what: str, timeout: float | None = None) -> Itera
         yield
     except TransportError:
         raise
-    except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-        after = "in time" if timeout is None else f"within {timeout:g} s"
+    except aiohttp.ServerTimeoutError:
         # aiohttp's "Timeout on reading data from socket" adds nothing to this.
-        raise TransportTimeoutError(f"{what}: no answer {after}") from None
+        raise TransportTimeoutError(f"{what}: no answer {_within(timeout)}") from None
+    except asyncio.TimeoutError as error:
+        raise TransportTimeoutError(f"{what}: no answer {_within(timeout)}") from error
     except (aiohttp.ServerDisconnectedError, ConnectionResetError) as error:
         raise TransportConnectionClosed(f"{what}: the server closed the connection") from error
     except aiohttp.ClientResponseError as error:
@@ -97,6 +98,10 @@ def translate_transport_errors(what: str, timeout: float | None = None) -> Itera
         raise InvalidMessage(
             f"{what}: the response could not be decoded ({shorten(str(error))})"
         ) from error
+
+
+def _within(timeout: float | None) -> str:
+    return "in time" if timeout is None else f"within {timeout:g} s"
 
 
 def check_max_response_bytes(value: object) -> int:

@@ -65,6 +65,21 @@ class LongPollingTransport(Transport):
         request_headers = {"Content-Type": "application/json", **headers}
         channel = payload[0].get("channel", "?") if payload else "?"
         what = f"{channel} request to {self.url}"
+        try:
+            await self._exchange(data, request_headers, what, timeout, deliver)
+        except _DeliveryFailed as failed:
+            # An error of the receiving side (an extension, a storage) is not the
+            # transport's: it leaves as it was raised.
+            raise failed.error from failed.error.__cause__
+
+    async def _exchange(
+        self,
+        data: bytes,
+        request_headers: dict[str, str],
+        what: str,
+        timeout: float | None,
+        deliver: Receiver,
+    ) -> None:
         with translate_transport_errors(what, timeout):
             async with self._session.post(
                 self.url,
@@ -146,6 +161,18 @@ class LongPollingTransport(Transport):
             final = not chunk or content.at_eof()
             messages = decoder.decode(chunk, final=final)
             if messages:
-                await deliver(validate_payload(messages))
+                checked = validate_payload(messages)
+                try:
+                    await deliver(checked)
+                except Exception as error:
+                    raise _DeliveryFailed(error) from None
             if final:
                 return
+
+
+class _DeliveryFailed(Exception):
+    """Carries an error of ``deliver`` past the translation of transport errors."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
