@@ -55,7 +55,7 @@ class QuietNewEvents(DefaultMappingStorage):
         super().__init__(mapping, ReplayOption.ALL_EVENTS)
         self.quiet = frozenset(quiet)
 
-    async def get_replay_id(self, subscription: str) -> int:
+    async def get_replay_id(self, subscription: str) -> int | bytes:
         if subscription in self.quiet and await self.get_replay_marker(subscription) is None:
             return int(ReplayOption.NEW_EVENTS)
         return await super().get_replay_id(subscription)

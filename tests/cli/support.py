@@ -172,7 +172,7 @@ def free_port() -> int:
         return port
 
 
-async def stored_replay_id(path: Path, channel: str) -> int | None:
+async def stored_replay_id(path: Path, channel: str) -> int | bytes | None:
     async with SQLiteReplayStorage(path) as storage:
         marker = await storage.get_replay_marker(channel)
     return None if marker is None else marker.replay_id

@@ -182,7 +182,7 @@ class ListStorage(ReplayMarkerStorage):
         self.calls: list[str] = []
 
     async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
-        self.calls.append(f"set {subscription} {replay_marker.replay_id}")
+        self.calls.append(f"set {subscription} {replay_marker.replay_id!r}")
         self.markers[subscription] = replay_marker
 
     async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
