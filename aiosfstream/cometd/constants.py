@@ -26,8 +26,7 @@ DEFAULT_CONNECTION_TIMEOUT = 10.0
 DEFAULT_MAX_PENDING_COUNT = 100
 #: The largest response body a client reads. One /meta/connect reply may carry a
 #: whole backlog (Salesforce asks for room for at least 10 MB); such a reply is decoded
-#: as it arrives and read only as fast as it is consumed, so its size costs no memory
-#: (unless text fields full of serialized JSON hide where its events end).
+#: as it arrives and read only as fast as it is consumed, so its size costs no memory.
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 #: Salesforce rejects larger request bodies with "413 Maximum Request Size Exceeded".
 MAX_REQUEST_BYTES = 32_768

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from typing import Any
 
 import pytest
@@ -129,6 +130,57 @@ def test_a_huge_element_is_not_decoded_again_on_every_piece() -> None:
     for index, part in enumerate(parts):
         found.extend(decoder.decode(part, final=index == len(parts) - 1))
     assert found == [big, big]
-    # Without the doubling rule each of the ~500 pieces would try (and fail) a cut.
+    # Guessing would try (and fail) a cut on each of the ~500 pieces; the exact scan
+    # decodes only where an element ends.
     assert calls < 40, calls
     assert decoder.buffered == 0
+
+
+def _serialized_json_event(n: int) -> dict[str, Any]:
+    # A text field holding serialized JSON: many "},{" that belong to a string.
+    inner = json.dumps([{"k": n, "v": "x"} for _ in range(6)])
+    return {"channel": "/topic/a", "data": {"payload": inner, "escaped": '\\"},{\\"'}}
+
+
+def test_serialized_json_in_text_fields_does_not_make_the_decoder_hold_the_body() -> None:
+    events = [_serialized_json_event(n) for n in range(2000)]
+    body = json.dumps(events, separators=(",", ":")).encode()
+    element = len(json.dumps(events[0], separators=(",", ":")))
+    decoder = ArrayDecoder(json.loads)
+    found: list[Any] = []
+    most = 0
+    parts = pieces(body, list(range(4096, len(body), 4096)))
+    for index, part in enumerate(parts):
+        found.extend(decoder.decode(part, final=index == len(parts) - 1))
+        most = max(most, decoder.buffered)
+    assert found == events
+    # Never more than one piece and one element waiting, whatever the strings hold.
+    assert most <= 4096 + 2 * element, (most, len(body))
+
+
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=15),
+    texts=st.lists(st.text(alphabet='{}[],"\\: ab\u00e9', max_size=12), min_size=1, max_size=6),
+)
+def test_any_split_of_strings_full_of_structure_gives_the_same_elements(
+    cuts: list[int], texts: list[str]
+) -> None:
+    # Strings made of quotes, backslashes and brackets, so escapes are split between
+    # pieces and the guessed cuts fail, exercising the exact scan.
+    events = [{"channel": "/topic/a", "data": {"t": text, "l": [{"x": text}]}} for text in texts]
+    events.append(_serialized_json_event(0))
+    body = json.dumps(events * 2).encode()
+    found, _ = decode_all(body, cuts)
+    assert found == events * 2
+
+
+def test_invalid_json_met_by_the_exact_scan_raises_from_that_piece() -> None:
+    decoder = ArrayDecoder(json.loads)
+    event = _serialized_json_event(1)
+    serialized = json.dumps(event)
+    # The guesses fail on the serialized JSON, so the decoder scans exactly from here on.
+    # Past the fourth "}, {" of the serialized payload: the last guesses are all in it.
+    half = [match.end() for match in re.finditer(r"\}, \{", serialized)][3]
+    assert decoder.decode(f"[{serialized},{serialized[:half]}".encode()) == [event]
+    with pytest.raises(json.JSONDecodeError):
+        decoder.decode(f'{serialized[half:]},{{"bad": }},{{"channel": "/c"}},'.encode())
