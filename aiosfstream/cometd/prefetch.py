@@ -37,6 +37,7 @@ class PrefetchQueue:
         self._room = asyncio.Event()
         self._room.set()
         self._failure: BaseException | None = None
+        self._aborted = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -52,7 +53,7 @@ class PrefetchQueue:
 
     def extend(self, messages: list[Message]) -> None:
         """Append a received batch."""
-        if not messages:
+        if not messages or self._aborted:
             return
         room = len(messages) if self.maxsize <= 0 else self.maxsize - len(self._items)
         if room >= len(messages) and not self._backlog:
@@ -68,11 +69,15 @@ class PrefetchQueue:
 
     def push_front(self, message: Message) -> None:
         """Put back a message that was taken but could not be handed over."""
+        if self._aborted:
+            return
         self._items.appendleft(message)
         self._readable.set()
 
     def put_error(self, error: BaseException) -> None:
         """Queue an error that :meth:`get` raises when its turn comes."""
+        if self._aborted:
+            return
         (self._backlog if self._backlog else self._items).append(_Raise(error))
         self._readable.set()
 
@@ -80,6 +85,16 @@ class PrefetchQueue:
         """End the stream: once the queue is drained, :meth:`get` raises *error*."""
         if self._failure is None:
             self._failure = error
+        self._readable.set()
+        self._room.set()
+
+    def abort(self, error: BaseException) -> None:
+        """End the stream at once: drop what waits and whatever comes later;
+        :meth:`get` raises *error* from now on."""
+        self._aborted = True
+        self._items.clear()
+        self._backlog.clear()
+        self._failure = error
         self._readable.set()
         self._room.set()
 

@@ -185,6 +185,35 @@ async def test_the_first_failure_wins() -> None:
     assert info.value is first
 
 
+async def test_abort_drops_what_waits_and_raises_at_once() -> None:
+    queue = PrefetchQueue(2)
+    queue.extend(events(1, 2, 3))  # two ready, one in the backlog
+    queue.fail(TransportTimeoutError("earlier, still draining"))
+    error = ServerError("the lease was lost")
+    queue.abort(error)
+    assert queue.failure is error
+    assert len(queue) == 0 and queue.backlog_count == 0 and not queue.full()
+    with pytest.raises(ServerError) as info:
+        await queue.get()
+    assert info.value is error
+
+
+async def test_nothing_added_after_abort_is_delivered() -> None:
+    queue = PrefetchQueue(0)
+    error = ServerError("the lease was lost")
+    getter = asyncio.ensure_future(queue.get())
+    await settle()
+    queue.abort(error)
+    queue.extend(events(1))
+    queue.push_front(events(2)[0])
+    queue.put_error(TransportTimeoutError("later"))
+    with pytest.raises(ServerError):
+        await asyncio.wait_for(getter, 1)
+    assert len(queue) == 0
+    with pytest.raises(ServerError):
+        queue.get_nowait()
+
+
 async def test_get_wakes_on_extend() -> None:
     queue = PrefetchQueue(1)
     getter = asyncio.ensure_future(queue.get())
