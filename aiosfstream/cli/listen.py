@@ -15,11 +15,12 @@ from aiosfstream.cli.authenticator import build_authenticator
 from aiosfstream.cli.emulator import running_emulator
 from aiosfstream.cli.errors import ExitCode, IncompleteError
 from aiosfstream.cli.progress import Progress, Start
-from aiosfstream.cli.replay_store import open_replay_store
+from aiosfstream.cli.replay_store import open_replay_store, url_password
 from aiosfstream.cli.settings import LISTEN_DEMO_RATE, ListenSettings, LoginSettings
 from aiosfstream.cli.signals import Stopper
 from aiosfstream.cli.writer import JsonLinesWriter
 from aiosfstream.client import Client
+from aiosfstream.cometd.constants import DEFAULT_CONNECTION_TIMEOUT
 from aiosfstream.replay import ConstantReplayId, ReplayMarkerStorage, ReplayMarkerStoragePolicy
 
 __all__ = ["listen"]
@@ -74,8 +75,15 @@ async def _listen(
 
         storage: ReplayMarkerStorage
         if settings.replay_store is not None:
+            password = url_password(settings.replay_store)
+            if password:
+                secrets.append(password)
             storage = await stack.enter_async_context(
-                open_replay_store(settings.replay_store, settings.replay)
+                open_replay_store(
+                    settings.replay_store,
+                    settings.replay,
+                    timeout=settings.connection_timeout or DEFAULT_CONNECTION_TIMEOUT,
+                )
             )
         else:
             storage = ConstantReplayId(settings.replay)

@@ -192,9 +192,10 @@ def _add_listen(add_parser: _AddParser, common: ArgumentParser) -> None:
     )
     events.add_argument(
         "--replay-store",
-        metavar="PATH",
-        help="SQLite file keeping the replay marker of each channel; a run continues "
-        "after the last event the previous run printed",
+        metavar="PATH|URL",
+        help="SQLite file, or Redis server (redis://, rediss:// or unix:// URL), keeping "
+        "the replay marker of each channel; a run continues after the last event the "
+        "previous run printed",
     )
     events.add_argument(
         "--replay-fallback",

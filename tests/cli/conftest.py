@@ -1,12 +1,14 @@
-"""The emulator the command's tests talk to."""
+"""The servers the command's tests talk to: the emulator, and a real redis-server."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from aiosfstream.testing import SalesforceEmulator
+from tests.helpers import require_tool
+from tests.stores.conftest import RedisServer
 
 from .support import CDC_CHANNEL, CHANNEL
 
@@ -17,3 +19,17 @@ async def emulator() -> AsyncIterator[SalesforceEmulator]:
         server.create_channel(CHANNEL)
         server.create_channel(CDC_CHANNEL)
         yield server
+
+
+@pytest.fixture(scope="session")
+def cli_redis_process() -> Iterator[RedisServer]:
+    server = RedisServer(require_tool("redis-server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server(cli_redis_process: RedisServer) -> RedisServer:
+    """A redis-server on 127.0.0.1, emptied for this test."""
+    cli_redis_process.flush()
+    return cli_redis_process
