@@ -154,34 +154,100 @@ def _get_dict(container: Any, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _payload_date(payload: dict[str, Any]) -> str:
+    """The creation date in an event's *payload*, as written there, or ``""``.
+
+    Change Data Capture gives its commit time in epoch milliseconds, kept as decimal text
+    (as 0.5 stored it); the payload's ``CreatedDate`` is the record's, not the event's.  A
+    platform event gives its ``CreatedDate``: text from CometD, epoch milliseconds (an
+    Avro ``long``) from the Pub/Sub API, kept as decimal text too.
+    """
+    if "ChangeEventHeader" in payload:
+        date = _get_dict(payload, "ChangeEventHeader").get("commitTimestamp")
+    else:
+        date = payload.get("CreatedDate")
+    if isinstance(date, bool):
+        return ""
+    if isinstance(date, int):
+        return str(date)
+    return date if isinstance(date, str) else ""
+
+
 def _message_date(data: dict[str, Any]) -> str:
-    """The creation date in an event's *data*, as written there, or ``""``."""
+    """The creation date in a CometD event's *data*, as written there, or ``""``."""
     created = _get_dict(data, "event").get("createdDate")
     if isinstance(created, str):  # PushTopic, generic streaming
         return created
-    payload = _get_dict(data, "payload")
-    if "ChangeEventHeader" in payload:
-        # Change Data Capture: the commit time in epoch milliseconds, as decimal text like
-        # 0.5 stored it.  The payload's CreatedDate is the record's, not the event's.
-        timestamp = _get_dict(payload, "ChangeEventHeader").get("commitTimestamp")
-        if isinstance(timestamp, bool):
-            return ""
-        if isinstance(timestamp, int):
-            return str(timestamp)
-        return timestamp if isinstance(timestamp, str) else ""
-    created = payload.get("CreatedDate")  # platform events
-    return created if isinstance(created, str) else ""
+    return _payload_date(_get_dict(data, "payload"))
+
+
+def _is_pubsub_message(message: Message) -> bool:
+    """Whether *message* has the Pub/Sub client's shape (a ``topic``, no ``channel``)."""
+    return "topic" in message and "channel" not in message
+
+
+def _checked_message(message: object) -> Message:
+    """Return *message* if it can be a CometD or a Pub/Sub event.
+
+    :raises TypeError: *message* is not a dict
+    :raises ReplayError: it has neither a CometD ``channel`` or ``data`` nor a Pub/Sub
+        ``topic``
+    """
+    if not isinstance(message, dict):
+        raise TypeError(f"message must be a dict, got {type(message).__name__}")
+    if not message.keys() & {"channel", "data", "topic"}:
+        raise ReplayError(
+            "message has no channel and no data (a CometD event) and no topic (a Pub/Sub "
+            f"event); its keys: {sorted(map(str, message))}"
+        )
+    return message
+
+
+def _key_of(message: Message) -> str:
+    """Where *message*'s marker is stored: its Pub/Sub topic or its CometD channel.
+
+    :raises ReplayError: that name is missing or not a ``str``
+    """
+    field = "topic" if _is_pubsub_message(message) else "channel"
+    key = message.get(field)
+    if not isinstance(key, str):
+        raise ReplayError(f"message has no {field}")
+    return key
+
+
+def _pubsub_marker(message: Message) -> ReplayMarker:
+    """The marker of a message of :class:`~aiosfstream.pubsub.PubSubClient`.
+
+    :raises ReplayError: its ``replay_id`` is not non-empty ``bytes``
+    """
+    replay_id = message.get("replay_id")
+    if not isinstance(replay_id, bytes) or not replay_id:
+        raise ReplayError(
+            f"message on topic {message.get('topic')!r} has no bytes replay_id "
+            f"(got {type(replay_id).__name__})"
+        )
+    date = _payload_date(_get_dict(message, "payload"))
+    if not date:
+        logger.debug("message on topic %r has no creation date", message.get("topic"))
+    return ReplayMarker(date=date, replay_id=replay_id)
 
 
 def marker_from_message(message: Message) -> ReplayMarker:
-    """Return the replay marker of an event message.
+    """Return the replay marker of an event message, from either client.
 
-    The replay id is ``data.event.replayId`` for every event type; the date is
-    :meth:`ReplayMarkerStorage.get_message_date`, or ``""`` for an event without one.
+    For a CometD message the replay id is ``data.event.replayId`` for every event type;
+    for a Pub/Sub message (see :mod:`aiosfstream.pubsub.messages`) its ``replay_id``
+    bytes.  The date is :meth:`ReplayMarkerStorage.get_message_date`, or ``""`` for an
+    event without one.
 
-    :raises ReplayError: the message has no integer replay id
+    :raises TypeError: *message* is not a dict
+    :raises ReplayError: the message is neither a CometD nor a Pub/Sub event, or has no
+        replay id: an ``int`` from CometD, non-empty ``bytes`` from Pub/Sub
     """
-    channel = message.get("channel") if isinstance(message, dict) else None
+    message = _checked_message(message)
+    if _is_pubsub_message(message):
+        return _pubsub_marker(message)
+    channel = message.get("channel")
     data = _get_dict(message, "data")
     replay_id = _get_dict(data, "event").get("replayId")
     if isinstance(replay_id, bool) or not isinstance(replay_id, int):
@@ -468,34 +534,44 @@ class ReplayMarkerStorage(Extension):
     def get_message_date(message: Message) -> str:
         """Return the creation date of the event *message*, as the message writes it.
 
-        It is ``data.event.createdDate`` for PushTopic and generic streaming events; for a
-        Change Data Capture event (whose payload has a ``ChangeEventHeader``) the header's
-        ``commitTimestamp``, epoch milliseconds, written in decimal; and
-        ``data.payload.CreatedDate`` for platform events.
+        For a CometD message it is ``data.event.createdDate`` for PushTopic and generic
+        streaming events; for a Change Data Capture event (whose payload has a
+        ``ChangeEventHeader``) the header's ``commitTimestamp``, epoch milliseconds, written
+        in decimal; and ``data.payload.CreatedDate`` for platform events.  A Pub/Sub
+        message's ``payload`` is read the same way; its dates are epoch milliseconds,
+        written in decimal.
 
-        :raises ReplayError: the message has no creation date
+        :raises TypeError: *message* is not a dict
+        :raises ReplayError: the message has no creation date, or is neither a CometD nor
+            a Pub/Sub event
         """
-        date = _message_date(_get_dict(message, "data"))
+        message = _checked_message(message)
+        if _is_pubsub_message(message):
+            date = _payload_date(_get_dict(message, "payload"))
+            where = f"topic {message.get('topic')!r}"
+        else:
+            date = _message_date(_get_dict(message, "data"))
+            where = f"channel {message.get('channel')!r}"
         if not date:
-            channel = message.get("channel") if isinstance(message, dict) else None
-            raise ReplayError(f"message on channel {channel!r} has no creation date")
+            raise ReplayError(f"message on {where} has no creation date")
         return date
 
     async def extract_replay_id(self, message: Message) -> None:
         """Store the marker of the event *message* under its channel, unless it is older.
 
-        Replayed, older events therefore never move the marker back.  A message without a
-        replay id stores nothing and logs a warning; one without a date is stored with
-        ``date=""``.
+        *message* comes from either client: a CometD message is stored under its
+        ``channel``, a Pub/Sub message under its ``topic``.  Replayed, older events
+        therefore never move the marker back (for Pub/Sub, the last stored is the newest:
+        see :func:`is_newer`).  A message without a replay id stores nothing and logs a
+        warning; one without a date is stored with ``date=""``.
 
-        :raises ReplayError: the message has no channel
+        :raises TypeError: *message* is not a dict
+        :raises ReplayError: the message has no channel (CometD) or topic (Pub/Sub)
         """
-        channel = message.get("channel") if isinstance(message, dict) else None
-        if not isinstance(channel, str):
-            raise ReplayError("message has no channel")
+        key = _key_of(_checked_message(message))
         marker = marker_to_store(message)
         if marker is not None:
-            await self.store_marker(channel, marker)
+            await self.store_marker(key, marker)
 
     def __call__(self, message: Message) -> ReplayMarkerStorageContextManager:
         """Return an ``async with`` block that stores *message*'s marker if it succeeds.

@@ -1062,3 +1062,195 @@ def test_a_cometd_message_with_a_bytes_replay_id_has_no_marker() -> None:
     message: Message = {"channel": "/topic/Foo", "data": {"event": {"replayId": b"\x01"}}}
     with pytest.raises(ReplayError, match=r"no integer data\.event\.replayId"):
         marker_from_message(message)
+
+
+# --- messages of the Pub/Sub client -------------------------------------------------
+
+# The shape aiosfstream.pubsub.messages.make_message builds; dates are epoch milliseconds.
+PUBSUB_ORDER: Message = {
+    "topic": "/event/Order_Event__e",
+    "replay_id": _PUBSUB_ID,
+    "event_id": "5e7b3e0c-6a4b-4f38-9a8e-1f0d2c3b4a59",
+    "schema_id": "dffQ2QLzDNHqwB8_sHMxdA",
+    "payload": {"CreatedDate": 1764747000123, "CreatedById": "005xx", "OrderNumber__c": "42"},
+}
+PUBSUB_ACCOUNT_CHANGE: Message = {
+    "topic": "/data/AccountChangeEvent",
+    "replay_id": b"\x00\x00\x00\x00\x00\x00\x01\x07",
+    "event_id": "0b6f0c7d-2a8e-4c55-bb0e-6c8f1a2e3d4f",
+    "schema_id": "Jc6QvCj3cbwzMybhdPbWMg",
+    "payload": {
+        # The record's creation, long before the change: not the event's date.
+        "CreatedDate": 1262304000000,
+        "ChangeEventHeader": {
+            "entityName": "Account",
+            "changeType": "UPDATE",
+            "commitTimestamp": 1764747001456,
+            "changedFields": ["Name", "LastModifiedDate"],
+        },
+        "Name": "Acme",
+    },
+}
+
+
+def pubsub_message(topic: str, replay_id: bytes, payload: dict[str, Any]) -> Message:
+    """A Pub/Sub event as the client hands it over."""
+    return {
+        "topic": topic,
+        "replay_id": replay_id,
+        "event_id": "",
+        "schema_id": "",
+        "payload": payload,
+    }
+
+
+PUBSUB_MARKERS = [
+    pytest.param(PUBSUB_ORDER, ReplayMarker("1764747000123", _PUBSUB_ID), id="platform-event"),
+    pytest.param(
+        PUBSUB_ACCOUNT_CHANGE,
+        ReplayMarker("1764747001456", b"\x00\x00\x00\x00\x00\x00\x01\x07"),
+        id="cdc",
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "expected"), PUBSUB_MARKERS)
+def test_marker_from_a_pubsub_message(message: Message, expected: ReplayMarker) -> None:
+    original = copy.deepcopy(message)
+    marker = marker_from_message(message)
+    assert marker == expected
+    assert type(marker.replay_id) is bytes
+    assert message == original
+
+
+@pytest.mark.parametrize(("message", "expected"), PUBSUB_MARKERS)
+def test_a_pubsub_date_reads_as_the_same_moment(message: Message, expected: ReplayMarker) -> None:
+    millis = int(expected.date)
+    assert parse_marker_date(
+        ReplayMarkerStorage.get_message_date(message)
+    ) == datetime.fromtimestamp(millis / 1000, timezone.utc)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({}, id="none"),
+        pytest.param({"CreatedDate": None}, id="null"),
+        pytest.param({"CreatedDate": True}, id="bool"),
+        pytest.param({"ChangeEventHeader": {"commitTimestamp": None}, "CreatedDate": 5}, id="cdc"),
+    ],
+)
+def test_a_pubsub_message_without_a_date(payload: dict[str, Any]) -> None:
+    message = pubsub_message("/event/Foo__e", b"\x01", payload)
+    assert marker_from_message(message) == ReplayMarker("", b"\x01")
+    with pytest.raises(ReplayError, match="message on topic '/event/Foo__e' has no creation date"):
+        ReplayMarkerStorage.get_message_date(message)
+
+
+@pytest.mark.parametrize(
+    ("replay_id", "kind"),
+    [
+        (None, "NoneType"),
+        (b"", "bytes"),
+        (7, "int"),
+        (bytearray(b"\x01"), "bytearray"),
+        ("AAAAAAE=", "str"),
+    ],
+)
+def test_a_pubsub_message_without_a_bytes_replay_id(replay_id: object, kind: str) -> None:
+    message = {**PUBSUB_ORDER, "replay_id": replay_id}
+    with pytest.raises(ReplayError) as caught:
+        marker_from_message(message)
+    assert str(caught.value) == (
+        f"message on topic '/event/Order_Event__e' has no bytes replay_id (got {kind})"
+    )
+
+
+@pytest.mark.parametrize("message", [None, "text", [PUBSUB_ORDER], ("topic", b"\x01")])
+async def test_a_message_that_is_not_a_dict_is_a_type_error(message: Any) -> None:
+    storage = MappingStorage({})
+    expected = f"message must be a dict, got {type(message).__name__}"
+    with pytest.raises(TypeError, match=expected):
+        marker_from_message(message)
+    with pytest.raises(TypeError, match=expected):
+        ReplayMarkerStorage.get_message_date(message)
+    with pytest.raises(TypeError, match=expected):
+        await storage.extract_replay_id(message)
+    with pytest.raises(TypeError, match=expected):
+        async with storage(message):
+            pass
+    assert storage.mapping == {}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param({}, id="empty"),
+        pytest.param({"replay_id": b"\x01", "payload": {}}, id="pubsub-without-topic"),
+        pytest.param({"clientId": "x", "successful": True}, id="meta-reply"),
+    ],
+)
+async def test_a_message_of_neither_client_is_a_replay_error(message: Message) -> None:
+    storage = MappingStorage({})
+    with pytest.raises(ReplayError, match=r"no channel and no data .* and no topic"):
+        marker_from_message(message)
+    with pytest.raises(ReplayError, match=r"no channel and no data .* and no topic"):
+        await storage.extract_replay_id(message)
+    assert storage.mapping == {}
+
+
+async def test_a_pubsub_topic_that_is_not_text_is_a_replay_error() -> None:
+    storage = MappingStorage({})
+    with pytest.raises(ReplayError, match="message has no topic"):
+        await storage.extract_replay_id({**PUBSUB_ORDER, "topic": None})
+    assert storage.mapping == {}
+
+
+async def test_one_storage_keeps_the_markers_of_both_clients() -> None:
+    storage = MappingStorage({})
+    await storage.extract_replay_id(PUSH_TOPIC)
+    await storage.extract_replay_id(PUBSUB_ORDER)
+    async with storage(PUBSUB_ACCOUNT_CHANGE):
+        pass
+    assert storage.mapping == {
+        "/topic/InvoiceStatementUpdates": ReplayMarker("2016-03-29T16:40:08.208Z", 13),
+        "/event/Order_Event__e": ReplayMarker("1764747000123", _PUBSUB_ID),
+        "/data/AccountChangeEvent": ReplayMarker(
+            "1764747001456", b"\x00\x00\x00\x00\x00\x00\x01\x07"
+        ),
+    }
+    assert await storage.get_replay_id("/event/Order_Event__e") == _PUBSUB_ID
+
+
+async def test_the_last_pubsub_marker_stored_wins_whatever_its_date() -> None:
+    # Pub/Sub ids are ordered by arrival (is_newer): an earlier CreatedDate stored later
+    # still moves the position on.
+    storage = MappingStorage({})
+    topic = "/event/Order_Event__e"
+    await storage.extract_replay_id(pubsub_message(topic, b"\x01", {"CreatedDate": 2_000}))
+    await storage.extract_replay_id(pubsub_message(topic, b"\x02", {"CreatedDate": 1_000}))
+    assert storage.mapping[topic] == ReplayMarker("1000", b"\x02")
+
+
+async def test_a_failed_block_stores_no_pubsub_marker() -> None:
+    storage = MappingStorage({})
+    with pytest.raises(RuntimeError):
+        async with storage(PUBSUB_ORDER):
+            raise RuntimeError("processing failed")
+    assert storage.mapping == {}
+
+
+async def test_a_pubsub_message_without_an_id_stores_nothing_and_warns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    storage = MappingStorage({})
+    await storage.extract_replay_id({**PUBSUB_ORDER, "replay_id": b""})
+    assert storage.mapping == {}
+    assert "replay marker not stored" in caplog.text
+    assert "/event/Order_Event__e" in caplog.text
+
+
+def test_a_message_with_a_channel_is_read_as_cometd_even_with_a_topic() -> None:
+    # The CometD shape wins: a channel names where CometD delivered it.
+    message = {**PUSH_TOPIC, "topic": "/event/Order_Event__e"}
+    assert marker_from_message(message) == ReplayMarker("2016-03-29T16:40:08.208Z", 13)
