@@ -4,6 +4,7 @@
 
     AiosfstreamException
     ├── AuthenticationError
+    ├── LeaseLost
     ├── ReplayError
     ├── ClientError                  (also a cometd ClientError)
     │   └── ClientInvalidOperation
@@ -41,6 +42,7 @@ __all__ = [
     "HTTPRedirectError",
     "HTTPStatusError",
     "InvalidMessage",
+    "LeaseLost",
     "ReplayError",
     "ResponseTooLargeError",
     "ServerError",
@@ -85,6 +87,15 @@ class AuthenticationError(AiosfstreamException):
         self.error_description = error_description
         details = ": ".join(part for part in (error, error_description) if part)
         super().__init__(f"{message} ({details})" if details else message)
+
+
+class LeaseLost(AiosfstreamException):
+    """This replica does not hold the lease (any more), so it must not consume or store.
+
+    Raised by a storage fenced by the lease, and by a client whose lease was lost; the
+    message says why: another replica took it, no renewal succeeded within the ttl, or it
+    was released.  See :doc:`/replicas`.
+    """
 
 
 class ReplayError(AiosfstreamException):
