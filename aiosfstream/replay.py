@@ -13,7 +13,9 @@ version can be used by either; dates are parsed only to order markers.
 
 The Pub/Sub API's replay ids are opaque ``bytes`` instead of ints.  The same storages keep
 them, under the topic's name, and give them back unchanged; see :func:`is_newer` for how
-such markers are ordered (by arrival, never by comparing ids).
+such markers are ordered (by arrival, never by comparing ids).  A storage reads the
+marker of a message from either client, so the MANUAL policy's ``async with
+client.replay_storage(message)`` works the same with both.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class ReplayMarker(NamedTuple):
     :param date: when the event was created, as the event's text says it (see
         :meth:`ReplayMarkerStorage.get_message_date`): an ISO-8601 string such as
         ``2016-03-29T16:40:08.208Z``, or epoch milliseconds in decimal for Change Data
-        Capture; ``""`` when the event carried no date
+        Capture and for Pub/Sub events; ``""`` when the event carried no date
     :param replay_id: the event's opaque replay id: an ``int`` from CometD, non-empty
         ``bytes`` from the Pub/Sub API
     """
