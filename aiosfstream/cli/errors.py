@@ -7,6 +7,7 @@ Every failure ends as one line on stderr, ``PROG: KIND: DETAIL``, and a status f
 from __future__ import annotations
 
 import enum
+import sys
 
 from aiosfstream.exceptions import AuthenticationError, ReplayError, ServerError, TransportError
 from aiosfstream.policy import is_invalid_replay_error
@@ -100,6 +101,22 @@ _REPLAY_HINT = (
 )
 
 
+def _replay_refused(error: ServerError) -> bool:
+    """Whether *error* refused a replay id, by CometD's or the Pub/Sub API's rules."""
+    if is_invalid_replay_error(error):
+        return True
+    # A Pub/Sub error can only exist once its package (and grpcio) was imported.
+    if "aiosfstream.pubsub" not in sys.modules:
+        return False
+    from aiosfstream.pubsub.errors import PubSubServerError
+    from aiosfstream.pubsub.policy import Reaction, reaction_to
+
+    return (
+        isinstance(error, PubSubServerError)
+        and reaction_to(error.status or "", error.error) is Reaction.FALL_BACK
+    )
+
+
 def explain(error: Exception) -> tuple[ExitCode, str]:
     """Return the exit status for *error* and its line, without the ``PROG:`` prefix.
 
@@ -108,7 +125,7 @@ def explain(error: Exception) -> tuple[ExitCode, str]:
     for kind, code, label in _KINDS:
         if isinstance(error, kind):
             detail = str(error)
-            if isinstance(error, ServerError) and is_invalid_replay_error(error):
+            if isinstance(error, ServerError) and _replay_refused(error):
                 detail = f"{detail} ({_REPLAY_HINT})"
             return code, f"{label}: {detail}"
     return ExitCode.ERROR, f"unexpected error: {type(error).__name__}: {error} (-vv shows more)"

@@ -12,16 +12,17 @@ import contextlib
 import sys
 
 from aiosfstream.cli.authenticator import build_authenticator
+from aiosfstream.cli.clients import EventSource, PubSubAddress, cometd_source, pubsub_source
 from aiosfstream.cli.emulator import running_emulator
 from aiosfstream.cli.errors import ExitCode, IncompleteError
 from aiosfstream.cli.progress import Progress, Start
+from aiosfstream.cli.pubsub_emulator import running_pubsub_emulator
 from aiosfstream.cli.replay_store import open_replay_store, url_password
 from aiosfstream.cli.settings import LISTEN_DEMO_RATE, ListenSettings, LoginSettings
 from aiosfstream.cli.signals import Stopper
 from aiosfstream.cli.writer import JsonLinesWriter
-from aiosfstream.client import Client
 from aiosfstream.cometd.constants import DEFAULT_CONNECTION_TIMEOUT
-from aiosfstream.replay import ConstantReplayId, ReplayMarkerStorage, ReplayMarkerStoragePolicy
+from aiosfstream.replay import ConstantReplayId, ReplayMarkerStorage
 
 __all__ = ["listen"]
 
@@ -54,22 +55,12 @@ async def _listen(
     progress: Progress,
 ) -> ExitCode:
     async with contextlib.AsyncExitStack() as stack:
-        login = settings.login
+        login, address = (
+            settings.login,
+            PubSubAddress(settings.pubsub_endpoint, settings.pubsub_plaintext),
+        )
         if login is None:
-            emulator = await stack.enter_async_context(
-                running_emulator(None, 0, settings.channels, LISTEN_DEMO_RATE)
-            )
-            credentials = emulator.credentials
-            login = LoginSettings(
-                flow="password",
-                consumer_key=credentials.consumer_key,
-                consumer_secret=credentials.consumer_secret,
-                username=credentials.username,
-                password=credentials.password,
-                login_url=emulator.url,
-                allow_insecure_http=True,
-            )
-            progress.emulator_started(emulator.url)
+            login, address = await _start_emulators(settings, stack, progress)
         secrets.extend(login.secrets())
         authenticator = build_authenticator(login, timeout=settings.connection_timeout)
 
@@ -87,28 +78,52 @@ async def _listen(
             )
         else:
             storage = ConstantReplayId(settings.replay)
-        client = Client(
-            authenticator,
-            replay=storage,
-            replay_fallback=settings.replay_fallback,
-            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
-            connection_timeout=settings.connection_timeout,
-            api_version=settings.api_version,
-        )
+        if settings.pubsub:
+            source = pubsub_source(settings, authenticator, storage, address)
+        else:
+            source = cometd_source(settings, authenticator, storage)
         # Unwound in reverse: the summary comes once the client said goodbye.
         stack.callback(progress.summary)
-        stack.push_async_callback(client.close)
+        stack.push_async_callback(source.client.close)
         progress.logging_in(login.flow, authenticator.token_url)
-        await client.open()
-        assert client.url is not None
-        progress.connected(client.url)
+        await source.client.open()
+        progress.connected(source.connected_to())
         for channel in settings.channels:
             start = await _start_of(storage, channel, stored=settings.replay_store is not None)
-            await client.subscribe(channel)
+            await source.client.subscribe(channel)
             progress.subscribed(channel, start)
-        code = await _print_events(client, settings, stopper, writer, progress)
+        code = await _print_events(source, storage, settings, stopper, writer, progress)
         stopper.shield_rest()
     return code
+
+
+async def _start_emulators(
+    settings: ListenSettings, stack: contextlib.AsyncExitStack, progress: Progress
+) -> tuple[LoginSettings, PubSubAddress]:
+    """Start the emulator of ``--emulator`` (and its Pub/Sub API with ``--pubsub``), to be
+    stopped by *stack*; return how to log in to it and where its Pub/Sub API is."""
+    # With --pubsub the demo events go through the Pub/Sub emulator only.
+    cometd_channels, rate = ((), 0.0) if settings.pubsub else (settings.channels, LISTEN_DEMO_RATE)
+    emulator = await stack.enter_async_context(running_emulator(None, 0, cometd_channels, rate))
+    credentials = emulator.credentials
+    login = LoginSettings(
+        flow="password",
+        consumer_key=credentials.consumer_key,
+        consumer_secret=credentials.consumer_secret,
+        username=credentials.username,
+        password=credentials.password,
+        login_url=emulator.url,
+        allow_insecure_http=True,
+    )
+    progress.emulator_started(emulator.url)
+    address = PubSubAddress()
+    if settings.pubsub:
+        pubsub = await stack.enter_async_context(
+            running_pubsub_emulator(emulator, settings.channels, LISTEN_DEMO_RATE)
+        )
+        progress.emulator_started(f"{pubsub.endpoint} (Pub/Sub API)")
+        address = PubSubAddress(pubsub.endpoint, plaintext=True)
+    return login, address
 
 
 async def _start_of(storage: ReplayMarkerStorage, subscription: str, *, stored: bool) -> Start:
@@ -118,7 +133,8 @@ async def _start_of(storage: ReplayMarkerStorage, subscription: str, *, stored: 
 
 
 async def _print_events(
-    client: Client,
+    source: EventSource,
+    storage: ReplayMarkerStorage,
     settings: ListenSettings,
     stopper: Stopper,
     writer: JsonLinesWriter,
@@ -128,13 +144,15 @@ async def _print_events(
         on_timeout = ExitCode.OK if settings.count is None else ExitCode.INCOMPLETE
         stopper.stop_after(settings.timeout, on_timeout)
     while settings.count is None or progress.events < settings.count:
-        message = await client.receive()
+        message = await source.client.receive()
+        channel, marker = source.marker_of(message)
         # The marker is stored after the line is out: a stop in between replays the
         # event next time rather than losing it.
         with stopper.critical():
-            async with client.replay_storage(message):
-                writer.write(message)
-            progress.printed(message)
+            writer.write(message)
+            if marker is not None:
+                await storage.store_marker(channel, marker)
+            progress.printed(channel, marker)
         if stopper.code is not None and (
             settings.count is None or progress.events < settings.count
         ):

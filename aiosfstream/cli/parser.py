@@ -102,6 +102,7 @@ environment variables (an option wins over its variable):
   SF_LOGIN_URL         --login-url
   SF_SANDBOX           --sandbox ({", ".join(TRUE_WORDS)}; or {", ".join(FALSE_WORDS)}, empty)
   SF_API_VERSION       --api-version
+  SF_PUBSUB_ENDPOINT   --pubsub-endpoint
 
 exit status:
   0 done (--count reached, --timeout elapsed)   1 unexpected error
@@ -110,8 +111,9 @@ exit status:
   6 replay store unusable                       7 --timeout before --count events
   130 SIGINT   141 stdout closed   143 SIGTERM
 
-example:
+examples:
   {PROG} listen --emulator --count 5
+  {PROG} listen --emulator --pubsub --count 5
 """
 
 _EMULATOR_EPILOG = """\
@@ -216,8 +218,8 @@ def _add_listen(add_parser: _AddParser, common: ArgumentParser) -> None:
     events.add_argument(
         "--emulator",
         action="store_true",
-        help="start a Salesforce emulator in this process, publishing demo events, and "
-        "listen to it; credential options are ignored",
+        help="start a Salesforce emulator in this process (with --pubsub, its Pub/Sub API "
+        "too), publishing demo events, and listen to it; credential options are ignored",
     )
 
     login = listen.add_argument_group(
@@ -260,6 +262,22 @@ def _add_listen(add_parser: _AddParser, common: ArgumentParser) -> None:
     )
 
     connection = listen.add_argument_group("connection")
+    connection.add_argument(
+        "--pubsub",
+        action="store_true",
+        help="listen through the Pub/Sub API (gRPC) instead of CometD; needs "
+        "pip install 'aiosfstream[pubsub]'",
+    )
+    connection.add_argument(
+        "--pubsub-endpoint",
+        metavar="HOST:PORT",
+        help="where the Pub/Sub API is (default api.pubsub.salesforce.com:7443)",
+    )
+    connection.add_argument(
+        "--pubsub-plaintext",
+        action="store_true",
+        help="talk to the Pub/Sub API without TLS (test emulators only)",
+    )
     connection.add_argument(
         "--api-version",
         metavar="VERSION",

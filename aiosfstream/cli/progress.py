@@ -1,10 +1,12 @@
 """What ``listen -v`` tells on stderr: the login, each subscription and where it starts,
 reconnects and re-authentications, and a one-line summary at exit.
 
-The client reports sessions and tokens only through its loggers, so :meth:`Progress.watching`
-reads three of its records while ``listen`` runs: a token obtained (a login, or a
-re-authentication after the first), a handshake done (a reconnect after the first), and
-the switch to ``--replay-fallback``, which is reworded in the command's terms.
+The clients report sessions and tokens only through their loggers, so
+:meth:`Progress.watching` reads some of their records while ``listen`` runs: a token
+obtained (a login, or a re-authentication after the first), a CometD handshake done (a
+reconnect after the first), a Pub/Sub stream that ended and is opened again (a
+reconnect), and the switch to ``--replay-fallback``, which is reworded in the command's
+terms.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from aiosfstream.cli.settings import replay_word
-from aiosfstream.exceptions import ReplayError
-from aiosfstream.replay import ReplayOption, marker_from_message
-from aiosfstream.typing import Message
+from aiosfstream.replay import ReplayMarker, ReplayOption
 
 __all__ = ["LOGGER", "Progress", "Start"]
 
@@ -29,6 +29,17 @@ LOGGER = logging.getLogger("aiosfstream.cli")
 _TOKEN_OBTAINED = ("aiosfstream.auth", "token obtained for instance %s")
 _HANDSHAKE_DONE = ("aiosfstream.cometd.protocol", "handshake done: connection type %s")
 _REPLAY_FALLBACK = ("aiosfstream.client", "replay id for %s rejected (%s); subscribing with %s")
+# The Pub/Sub client's (``--pubsub``): a stream ended and what comes next, and its fallback.
+_STREAM_ENDED = ("aiosfstream.pubsub.client", "stream of %s ended (%s); next: %s")
+_PUBSUB_FALLBACK = (
+    "aiosfstream.pubsub.client",
+    "replay id for %s refused (%s); subscribing with %s",
+)
+# Warnings the Pub/Sub client logs just before it raises the same error to the command,
+# which reports it in its one error line.
+_PUBSUB_ENDINGS = ("subscription to %s ended: %s", "Pub/Sub client stopped: %s")
+#: The ``next:`` words of :data:`_STREAM_ENDED` after which a new stream is opened.
+_STREAM_AGAIN = ("retry", "reauthenticate", "fall back")
 
 
 @dataclass(frozen=True)
@@ -93,10 +104,10 @@ class Progress:
         self._token_url = token_url
         LOGGER.info("logging in at %s (%s flow)", token_url, flow)
 
-    def connected(self, url: str) -> None:
-        """The first session is open, at the Streaming API endpoint *url*."""
+    def connected(self, api: str) -> None:
+        """The client is open; *api* names the API and its address."""
         self._connected = True
-        LOGGER.info("logged in; Streaming API at %s", url)
+        LOGGER.info("logged in; %s", api)
 
     def subscribed(self, subscription: str, start: Start) -> None:
         """*subscription* is in place; it was asked to begin at *start*."""
@@ -111,14 +122,11 @@ class Progress:
         else:
             LOGGER.info("subscribed to %s, replay %s", subscription, start)
 
-    def printed(self, message: Message) -> None:
-        """*message* was written to stdout."""
+    def printed(self, channel: str, marker: ReplayMarker | None) -> None:
+        """An event of *channel*, with *marker*, was written to stdout."""
         self.events += 1
-        try:
-            marker = marker_from_message(message)
-        except ReplayError:
-            return  # an event without a replay id leaves the last one as it was
-        self.last_ids[message["channel"]] = marker.replay_id
+        if marker is not None:  # an event without a replay id leaves the last one
+            self.last_ids[channel] = marker.replay_id
 
     def summary(self) -> None:
         """Log the summary line, if a session was opened at all."""
@@ -144,6 +152,8 @@ class Progress:
             (_TOKEN_OBTAINED[0], self._on_token),
             (_HANDSHAKE_DONE[0], self._on_handshake),
             (_REPLAY_FALLBACK[0], self._on_fallback),
+            (_STREAM_ENDED[0], self._on_stream_ended),
+            (_PUBSUB_FALLBACK[0], self._on_fallback),
         )
         saved = []
         for name, hook in hooks:
@@ -178,9 +188,23 @@ class Progress:
                 LOGGER.info("reconnected: new session (%d so far)", self.reconnects)
         return True
 
+    def _on_stream_ended(self, record: logging.LogRecord) -> bool:
+        if record.msg in _PUBSUB_ENDINGS:
+            return False
+        args = record.args
+        if (
+            record.msg == _STREAM_ENDED[1]
+            and isinstance(args, tuple)
+            and len(args) == 3
+            and args[2] in _STREAM_AGAIN
+        ):
+            self.reconnects += 1
+            LOGGER.info("reconnecting: new stream of %s (%d so far)", args[0], self.reconnects)
+        return True
+
     def _on_fallback(self, record: logging.LogRecord) -> bool:
         """Say the library's warning in the command's words: ``all``, not ``ALL_EVENTS``."""
-        if record.msg != _REPLAY_FALLBACK[1] or self._fallback is None:
+        if record.msg not in (_REPLAY_FALLBACK[1], _PUBSUB_FALLBACK[1]) or self._fallback is None:
             return True
         args = record.args
         if not isinstance(args, tuple) or len(args) != 3:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from aiosfstream.auth import is_loopback_host
 from aiosfstream.cli.errors import UsageError
 from aiosfstream.cometd.constants import DEFAULT_CONNECTION_TIMEOUT
 from aiosfstream.cometd.messages import check_channel
@@ -24,6 +26,8 @@ __all__ = [
     "ENVIRONMENT",
     "FALSE_WORDS",
     "LISTEN_DEMO_RATE",
+    "PUBSUB_DEMO_TOPIC",
+    "PUBSUB_PREFIXES",
     "REPLAY_WORDS",
     "TRUE_WORDS",
     "EmulatorSettings",
@@ -48,6 +52,7 @@ ENVIRONMENT: dict[str, str] = {
     "login_url": "SF_LOGIN_URL",
     "sandbox": "SF_SANDBOX",
     "api_version": "SF_API_VERSION",
+    "pubsub_endpoint": "SF_PUBSUB_ENDPOINT",
 }
 
 #: OAuth flows, and the settings each one needs.
@@ -76,6 +81,12 @@ FALSE_WORDS = ("0", "false", "no", "off")
 
 #: Channel ``listen --emulator`` subscribes to when none is given.
 DEMO_CHANNEL = "/topic/Demo"
+#: Topic ``listen --emulator --pubsub`` subscribes to when none is given (the emulator's
+#: platform event).
+PUBSUB_DEMO_TOPIC = "/event/Order_Event__e"
+#: What a Pub/Sub topic name starts with: platform events, change events and their
+#: channels (the Pub/Sub API has no PushTopics and no generic streaming).
+PUBSUB_PREFIXES = ("/event/", "/data/")
 #: Channels the ``emulator`` command creates (and publishes demo events on) by default.
 EMULATOR_CHANNELS = ("/topic/Demo", "/data/AccountChangeEvent")
 #: Events per second and channel that ``listen --emulator`` publishes.
@@ -119,6 +130,12 @@ class ListenSettings:
     timeout: float | None = None
     connection_timeout: float | None = DEFAULT_CONNECTION_TIMEOUT
     api_version: str = DEFAULT_API_VERSION
+    #: Listen through the Pub/Sub API (``--pubsub``) rather than CometD.
+    pubsub: bool = False
+    #: ``host:port`` of the Pub/Sub API; ``None``: Salesforce's.
+    pubsub_endpoint: str | None = None
+    #: Talk to the Pub/Sub API without TLS (an emulator).
+    pubsub_plaintext: bool = False
 
     @property
     def emulator(self) -> bool:
@@ -239,7 +256,8 @@ def listen_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Lis
 
     :raises UsageError: a setting is missing or wrong
     """
-    channels = tuple(args.channels) or ((DEMO_CHANNEL,) if args.emulator else ())
+    demo = PUBSUB_DEMO_TOPIC if args.pubsub else DEMO_CHANNEL
+    channels = tuple(args.channels) or ((demo,) if args.emulator else ())
     if not channels:
         raise UsageError("give at least one CHANNEL (or --emulator to try the demo)")
     for channel in channels:
@@ -247,12 +265,19 @@ def listen_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Lis
             check_channel(channel)
         except ValueError as error:
             raise UsageError(str(error)) from None
+        if args.pubsub and not channel.startswith(PUBSUB_PREFIXES):
+            raise UsageError(
+                f"--pubsub listens to platform events and change events only "
+                f"({' or '.join(f'{prefix}...' for prefix in PUBSUB_PREFIXES)}), "
+                f"not {channel!r}"
+            )
     api_version = _setting(args, "api_version", environ) or DEFAULT_API_VERSION
     try:
         api_version = check_api_version(api_version)
     except ValueError as error:
         raise UsageError(str(error)) from None
     return ListenSettings(
+        **_pubsub_settings(args, environ),
         channels=tuple(dict.fromkeys(channels)),
         login=None if args.emulator else login_settings(args, environ),
         replay=args.replay,
@@ -263,6 +288,31 @@ def listen_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Lis
         connection_timeout=args.connection_timeout or None,
         api_version=api_version,
     )
+
+
+def _pubsub_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``--pubsub`` settings of ``listen``.
+
+    :raises UsageError: a Pub/Sub option without ``--pubsub``, or plaintext to another
+        machine without ``--allow-insecure-http``
+    """
+    endpoint = _setting(args, "pubsub_endpoint", environ)
+    if not args.pubsub:
+        if args.pubsub_endpoint is not None or args.pubsub_plaintext:
+            raise UsageError("--pubsub-endpoint and --pubsub-plaintext need --pubsub")
+        return {}
+    if args.pubsub_plaintext and not args.allow_insecure_http and not args.emulator:
+        host = (endpoint or "").rpartition(":")[0]
+        if not is_loopback_host(host):
+            raise UsageError(
+                f"--pubsub-plaintext sends the access token unencrypted to {host or 'Salesforce'}: "
+                "add --allow-insecure-http if that machine is a test emulator"
+            )
+    return {
+        "pubsub": True,
+        "pubsub_endpoint": endpoint,
+        "pubsub_plaintext": bool(args.pubsub_plaintext),
+    }
 
 
 def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:

@@ -14,8 +14,18 @@ from aiosfstream.typing import Message
 __all__ = ["JsonLinesWriter", "silence_stdout"]
 
 
+def _bytes_as_hex(value: object) -> str:
+    """JSON has no bytes: a Pub/Sub replay id (or an Avro ``bytes`` field) is written in hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    raise TypeError(f"cannot write a {type(value).__name__} as JSON")
+
+
 class JsonLinesWriter:
-    """Writes each message as one line of compact JSON, in UTF-8, and flushes it."""
+    """Writes each message as one line of compact JSON, in UTF-8, and flushes it.
+
+    ``bytes`` values are written as lower-case hexadecimal text.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
@@ -25,7 +35,8 @@ class JsonLinesWriter:
 
         :raises OutputClosed: the reader closed the pipe
         """
-        text = json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n"
+        text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), default=_bytes_as_hex)
+        text += "\n"
         try:
             buffer = getattr(self.stream, "buffer", None)
             if buffer is not None:
