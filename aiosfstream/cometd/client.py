@@ -517,6 +517,10 @@ class Client:
             self._take_unsolicited(incoming.unsolicited)
             if paced:
                 await self._wait_for_room()
+            if incoming.events:
+                # A consumer waiting for these events runs first, before this task
+                # finishes the answer and sends the next poll.
+                await asyncio.sleep(0)
 
         await transport.stream(payload, headers, timeout=timeout, deliver=take)
         reply = replies.get(message["id"])
