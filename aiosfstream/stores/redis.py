@@ -12,6 +12,11 @@ runs atomically: of two processes storing int markers of the same channel at the
 time, the newer marker wins, whatever the order they arrive in.  Bytes ids are never
 compared (:func:`aiosfstream.replay.is_newer`): the last one stored wins.
 
+Given a lease (:class:`aiosfstream.ha.RedisLease`), the storage is *fenced*: each write
+first checks, in the same script, that the lease's key still holds this holder's value,
+and writes nothing otherwise, so a replica that lost the lease cannot move the shared
+position, even if it does not know yet that it lost it.
+
 redis-py is imported when a storage is created, not when this module is.
 """
 
@@ -21,10 +26,10 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from aiosfstream.exceptions import ReplayError
+from aiosfstream.exceptions import LeaseLost, ReplayError
 from aiosfstream.replay import ReplayMarker, ReplayOption, parse_marker_date
 from aiosfstream.stores._common import DurableStorage, IdRange, check_subscription
 
@@ -32,15 +37,10 @@ if TYPE_CHECKING:
     import redis.asyncio
     from redis.commands.core import AsyncScript
 
-__all__ = ["RedisReplayStorage"]
+__all__ = ["FencingLease", "RedisReplayStorage"]
 
 #: Most Redis commands one storage has in flight at once; more wait their turn.
 _MAX_CONCURRENT_COMMANDS = 32
-
-#: What a missing redis-py dependency tells the user.
-_INSTALL_HINT = (
-    "RedisReplayStorage needs redis-py; install it with: pip install 'aiosfstream[redis]'"
-)
 
 #: Most decimal digits of a replay id.  Python converts an int to and from text only up to
 #: ``sys.get_int_max_str_digits()`` digits, which is never set below 640.
@@ -52,16 +52,21 @@ _BYTES_PREFIX = "hex:"
 #: A bytes replay id as the storage writes it: at least one byte, lower-case hex digits.
 _CANONICAL_BYTES_ID = re.compile(rf"{_BYTES_PREFIX}(?:[0-9a-f]{{2}})+")
 
-# KEYS[1]: the channel's hash.  ARGV: date, replay id (decimal, or hex: for bytes),
-# sortable date or ''.  The same rules as aiosfstream.replay.is_newer: a bytes id on
-# either side, or a missing date on either side, makes the candidate newer; otherwise the
-# later date wins, and equal dates go to the larger id.
+# KEYS[1]: the channel's hash; KEYS[2], only with a lease: the lease's key.  ARGV: date,
+# replay id (decimal, or hex: for bytes), sortable date or '', 'newer' (store only a newer
+# marker) or 'any', and with a lease the value its key holds while we hold it.
+# Returns 1 (stored), 0 (not newer) or -1 (the lease is not ours: nothing written).
+# The lease is checked in the same script as the write, so no other holder can take the
+# lease between the check and the write.
+# "Newer" follows the same rules as aiosfstream.replay.is_newer: a bytes id on either
+# side, or a missing date on either side, makes the candidate newer; otherwise the later
+# date wins, and equal dates go to the larger id.
 # Lua numbers are doubles, exact only up to 2**53, so ids are never turned into numbers:
 # they stay decimal strings, compared by sign, then length, then bytes.  That is exact
 # only for the canonical form (no leading zeros, no "+", no spaces), so a stored id in
 # any other form is an error rather than a guess.  Lua's own ``<`` on strings follows
 # the server's locale, so strings are compared by their bytes.
-_STORE_IF_NEWER = """
+_WRITE_MARKER = """
 local function compare_bytes(a, b)
   if a == b then return 0 end
   for i = 1, math.min(#a, #b) do
@@ -101,32 +106,69 @@ local function is_bytes(id)
   return string.find(id, '^hex:[0-9a-f]+$') ~= nil and #id % 2 == 0
 end
 
-local current = redis.call('HMGET', KEYS[1], 'replay_id', 'sort_date')
-local current_id, current_date = current[1], current[2]
-if current_id and not is_int(current_id) and not is_bytes(current_id) then
-  return redis.error_reply(
-    'the replay_id of ' .. KEYS[1] .. ' is not a decimal integer, nor hex: and bytes')
-end
+if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[5] then return -1 end
 local date, id = ARGV[3], ARGV[2]
-if current_id and is_int(current_id) and is_int(id)
-    and date ~= '' and current_date and current_date ~= '' then
-  local order = compare_bytes(date, current_date)
-  if order < 0 then return 0 end
-  if order == 0 and compare_ids(id, current_id) <= 0 then return 0 end
+if ARGV[4] == 'newer' then
+  local current = redis.call('HMGET', KEYS[1], 'replay_id', 'sort_date')
+  local current_id, current_date = current[1], current[2]
+  if current_id and not is_int(current_id) and not is_bytes(current_id) then
+    return redis.error_reply(
+      'the replay_id of ' .. KEYS[1] .. ' is not a decimal integer, nor hex: and bytes')
+  end
+  if current_id and is_int(current_id) and is_int(id)
+      and date ~= '' and current_date and current_date ~= '' then
+    local order = compare_bytes(date, current_date)
+    if order < 0 then return 0 end
+    if order == 0 and compare_ids(id, current_id) <= 0 then return 0 end
+  end
 end
 redis.call('HSET', KEYS[1], 'date', ARGV[1], 'replay_id', id, 'sort_date', date)
 return 1
 """
 
 
-def _import_redis() -> tuple[Any, type[Exception]]:
-    """Return ``redis.asyncio`` and redis-py's root exception."""
+class RedisConnection(NamedTuple):
+    """A Redis client and what its user needs to know about it."""
+
+    client: redis.asyncio.Redis
+    #: The server as messages and ``repr`` show it: the URL without its password.
+    where: str
+    #: The client was created from a URL, so its user closes it.
+    owned: bool
+    #: redis-py's root exception, imported with the client.
+    error: type[Exception]
+
+
+def connect_redis(url_or_client: object, owner: str) -> RedisConnection:
+    """A client for *url_or_client*, a Redis URL or a :class:`redis.asyncio.Redis` client.
+
+    redis-py is imported here, not when this module is.  *owner* names the class that
+    needs the client in the :exc:`ImportError` raised without redis-py.
+
+    :raises TypeError: *url_or_client* is neither
+    :raises ValueError: the URL is not a Redis URL
+    """
     try:
         import redis.asyncio as redis_asyncio
         from redis.exceptions import RedisError
     except ImportError as error:
-        raise ImportError(_INSTALL_HINT, name="redis") from error
-    return redis_asyncio, RedisError
+        hint = f"{owner} needs redis-py; install it with: pip install 'aiosfstream[redis]'"
+        raise ImportError(hint, name="redis") from error
+    if isinstance(url_or_client, str):
+        where = _public_url(url_or_client)
+        try:
+            client = redis_asyncio.Redis.from_url(url_or_client)
+        except ValueError as error:
+            # redis-py's messages do not quote the URL; ours shows it without secrets.
+            raise ValueError(f"not a Redis URL: {where!r}: {error}") from None
+        return RedisConnection(client, where, True, RedisError)
+    if isinstance(url_or_client, redis_asyncio.Redis):
+        where = f"<{type(url_or_client).__name__} client>"
+        return RedisConnection(url_or_client, where, False, RedisError)
+    raise TypeError(
+        "url_or_client must be a Redis URL or a redis.asyncio.Redis client, "
+        f"got {type(url_or_client).__name__}"
+    )
 
 
 def _sort_date(date: str) -> str:
@@ -174,6 +216,23 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+@runtime_checkable
+class FencingLease(Protocol):
+    """What a fenced storage needs of a lease, such as :class:`aiosfstream.ha.RedisLease`."""
+
+    @property
+    def held(self) -> bool:
+        """``True`` while this process holds the lease, by its own clock."""
+
+    @property
+    def key(self) -> str:
+        """The Redis key of the lease."""
+
+    @property
+    def holder_value(self) -> str | None:
+        """What the key holds while this process holds the lease, else ``None``."""
+
+
 class RedisReplayStorage(DurableStorage):
     """Keeps replay markers in Redis, where several processes can share them.
 
@@ -182,6 +241,10 @@ class RedisReplayStorage(DurableStorage):
     :param key_prefix: prepended to the channel name to make each marker's key
     :param default_id: the replay id of a channel without a marker: a
         :class:`~aiosfstream.ReplayOption` or a replay id
+    :param lease: a :class:`~aiosfstream.ha.RedisLease` on the same Redis server and
+        database: the storage then writes only while the lease's key holds this holder's
+        value, checked in the same script as the write, and raises
+        :exc:`~aiosfstream.exceptions.LeaseLost` otherwise
     :raises ImportError: redis-py is not installed (``pip install aiosfstream[redis]``)
     :raises TypeError: an argument has the wrong type
     :raises ValueError: the URL is not a Redis URL
@@ -192,6 +255,12 @@ class RedisReplayStorage(DurableStorage):
     Int replay ids of up to 640 decimal digits are stored and compared exactly; a marker
     with a longer id raises :exc:`~aiosfstream.exceptions.ReplayError` and is not stored.
     Bytes ids (Pub/Sub) are stored whole.
+
+    With a lease on Redis Cluster, each script touches a marker's key and the lease's key,
+    which Cluster accepts only when both are in one hash slot: put the same hash tag in
+    both, e.g. ``key_prefix="aiosfstream:replay:{orders}:"`` here and a lease named
+    ``"{orders}"``.  A lease on another server or database is never found: every write
+    raises :exc:`~aiosfstream.exceptions.LeaseLost`.
     """
 
     _ids = IdRange(
@@ -204,32 +273,20 @@ class RedisReplayStorage(DurableStorage):
         *,
         key_prefix: str = "aiosfstream:replay:",
         default_id: int = ReplayOption.NEW_EVENTS,
+        lease: FencingLease | None = None,
     ) -> None:
-        redis_asyncio, self._redis_error = _import_redis()
         if not isinstance(key_prefix, str):
             raise TypeError(f"key_prefix must be a str, got {type(key_prefix).__name__}")
-        client: redis.asyncio.Redis
-        if isinstance(url_or_client, str):
-            where = _public_url(url_or_client)
-            try:
-                client = redis_asyncio.Redis.from_url(url_or_client)
-            except ValueError as error:
-                # redis-py's messages do not quote the URL; ours shows it without secrets.
-                raise ValueError(f"not a Redis URL: {where!r}: {error}") from None
-            self._owns_client = True
-        elif isinstance(url_or_client, redis_asyncio.Redis):
-            client = url_or_client
-            where = f"<{type(client).__name__} client>"
-            self._owns_client = False
-        else:
-            raise TypeError(
-                "url_or_client must be a Redis URL or a redis.asyncio.Redis client, "
-                f"got {type(url_or_client).__name__}"
-            )
-        super().__init__(where, default_id)
+        if lease is not None and not isinstance(lease, FencingLease):
+            raise TypeError(f"lease must be a RedisLease or None, got {type(lease).__name__}")
+        connection = connect_redis(url_or_client, type(self).__name__)
+        super().__init__(connection.where, default_id)
         self._key_prefix = key_prefix
-        self._client = client
-        self._store_script: AsyncScript = client.register_script(_STORE_IF_NEWER)
+        self._client = connection.client
+        self._owns_client = connection.owned
+        self._redis_error = connection.error
+        self._lease = lease
+        self._write_script: AsyncScript = self._client.register_script(_WRITE_MARKER)
         self._semaphore: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     @property
@@ -242,12 +299,18 @@ class RedisReplayStorage(DurableStorage):
         """The prefix of every key the storage writes."""
         return self._key_prefix
 
+    @property
+    def lease(self) -> FencingLease | None:
+        """The lease that fences the writes, or ``None``."""
+        return self._lease
+
     def key(self, subscription: str) -> str:
         """Return the Redis key of *subscription*'s marker."""
         return f"{self._key_prefix}{subscription}"
 
     def _settings(self) -> str:
-        return f"{self._where} key_prefix={self._key_prefix!r} default_id={self.default_id!r}"
+        settings = f"{self._where} key_prefix={self._key_prefix!r} default_id={self.default_id!r}"
+        return settings if self._lease is None else f"{settings} lease={self._lease.key!r}"
 
     # -- the storage interface ------------------------------------------------------
 
@@ -278,17 +341,10 @@ class RedisReplayStorage(DurableStorage):
         :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: Redis failed, the replay id has more than 640 digits, or the
             storage is closed
+        :raises ~aiosfstream.exceptions.LeaseLost: the storage has a lease, which this
+            process does not hold; nothing was written
         """
-        marker = self._checked(subscription, replay_marker)
-        # Any: redis-py's Mapping type is invariant in a key type wider than str.
-        fields: dict[Any, Any] = {
-            "date": marker.date,
-            "replay_id": _encode_id(marker.replay_id),
-            "sort_date": _sort_date(marker.date),
-        }
-        async with self._command():
-            reply: Any = self._client.hset(self.key(subscription), mapping=fields)
-            await reply
+        await self._write(subscription, self._checked(subscription, replay_marker), "any")
 
     async def store_marker(self, subscription: str, marker: ReplayMarker) -> None:
         """Store *marker* unless the stored marker of *subscription* is newer.
@@ -300,8 +356,10 @@ class RedisReplayStorage(DurableStorage):
         :raises ValueError: its replay id is empty ``bytes``
         :raises ReplayError: Redis failed, the replay id has more than 640 digits, the
             stored replay id is not one the storage writes, or the storage is closed
+        :raises ~aiosfstream.exceptions.LeaseLost: the storage has a lease, which this
+            process does not hold; nothing was written
         """
-        await self._store_if_newer(subscription, self._checked(subscription, marker, "marker"))
+        await self._write(subscription, self._checked(subscription, marker, "marker"), "newer")
 
     async def store_markers(self, markers: Mapping[str, ReplayMarker]) -> None:
         """Store several markers, each only if it is newer.
@@ -313,14 +371,34 @@ class RedisReplayStorage(DurableStorage):
         :raises ValueError: a replay id is empty ``bytes``
         :raises ReplayError: Redis failed, a replay id has more than 640 digits, or the
             storage is closed
+        :raises ~aiosfstream.exceptions.LeaseLost: the storage has a lease, which this
+            process does not hold; the markers not written yet are not written
         """
         for subscription, marker in self._checked_batch(markers).items():
-            await self._store_if_newer(subscription, marker)
+            await self._write(subscription, marker, "newer")
 
-    async def _store_if_newer(self, subscription: str, marker: ReplayMarker) -> None:
-        args = [marker.date, _encode_id(marker.replay_id), _sort_date(marker.date)]
+    async def _write(self, subscription: str, marker: ReplayMarker, mode: str) -> None:
+        """Write *marker* in one script: always (*mode* ``"any"``) or if ``"newer"``."""
+        keys = [self.key(subscription)]
+        args = [marker.date, _encode_id(marker.replay_id), _sort_date(marker.date), mode]
+        lease = self._lease
         async with self._command():
-            await self._store_script(keys=[self.key(subscription)], args=args)
+            if lease is not None:
+                holder_value = lease.holder_value
+                if not lease.held or holder_value is None:
+                    # Known here already: no need to ask Redis.
+                    raise self._lease_lost(lease, subscription, "this process does not hold it")
+                keys.append(lease.key)
+                args.append(holder_value)
+            written = await self._write_script(keys=keys, args=args)
+        if lease is not None and written == -1:
+            raise self._lease_lost(lease, subscription, "Redis says another holder has it, or none")
+
+    def _lease_lost(self, lease: FencingLease, subscription: str, why: str) -> LeaseLost:
+        return LeaseLost(
+            f"Redis replay storage {self._where}: the marker of {subscription!r} was not "
+            f"stored: the lease {lease.key!r} is lost ({why})"
+        )
 
     async def close(self) -> None:
         """Close the Redis client if the storage created it; a client passed in stays open.
