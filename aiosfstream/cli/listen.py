@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Callable
+from functools import partial
 
 from aiosfstream.cli.authenticator import build_authenticator
 from aiosfstream.cli.clients import EventSource, PubSubAddress, cometd_source, pubsub_source
@@ -18,6 +20,7 @@ from aiosfstream.cli.errors import ExitCode, IncompleteError
 from aiosfstream.cli.progress import Progress, Start
 from aiosfstream.cli.pubsub_emulator import running_pubsub_emulator
 from aiosfstream.cli.replay_store import open_replay_store, url_password
+from aiosfstream.cli.replica import check_held, open_lease, run_as_replica
 from aiosfstream.cli.settings import LISTEN_DEMO_RATE, ListenSettings, LoginSettings
 from aiosfstream.cli.signals import Stopper
 from aiosfstream.cli.writer import JsonLinesWriter
@@ -63,38 +66,64 @@ async def _listen(
             login, address = await _start_emulators(settings, stack, progress)
         secrets.extend(login.secrets())
         authenticator = build_authenticator(login, timeout=settings.connection_timeout)
-
-        storage: ReplayMarkerStorage
-        if settings.replay_store is not None:
-            password = url_password(settings.replay_store)
+        for url in (settings.replay_store, settings.lease and settings.lease.url):
+            password = url_password(url) if url else None
             if password:
                 secrets.append(password)
+
+        lease = None
+        if settings.lease is not None:
+            lease = await stack.enter_async_context(open_lease(settings.lease))
+        storage: ReplayMarkerStorage
+        if settings.replay_store is not None:
             storage = await stack.enter_async_context(
                 open_replay_store(
                     settings.replay_store,
                     settings.replay,
                     timeout=settings.connection_timeout or DEFAULT_CONNECTION_TIMEOUT,
+                    lease=lease,
                 )
             )
         else:
             storage = ConstantReplayId(settings.replay)
-        if settings.pubsub:
-            source = pubsub_source(settings, authenticator, storage, address)
-        else:
-            source = cometd_source(settings, authenticator, storage)
         # Unwound in reverse: the summary comes once the client said goodbye.
         stack.callback(progress.summary)
-        stack.push_async_callback(source.client.close)
-        progress.logging_in(login.flow, authenticator.token_url)
-        await source.client.open()
-        progress.connected(source.connected_to())
-        for channel in settings.channels:
-            start = await _start_of(storage, channel, stored=settings.replay_store is not None)
-            await source.client.subscribe(channel)
-            progress.subscribed(channel, start)
-        code = await _print_events(source, storage, settings, stopper, writer, progress)
+        deadline_set = False
+
+        async def session() -> ExitCode:
+            nonlocal deadline_set
+            if settings.pubsub:
+                source = pubsub_source(settings, authenticator, storage, address)
+            else:
+                source = cometd_source(settings, authenticator, storage)
+            try:
+                progress.logging_in(login.flow, authenticator.token_url)
+                await source.client.open()
+                progress.connected(source.connected_to())
+                for channel in settings.channels:
+                    stored = settings.replay_store is not None
+                    start = await _start_of(storage, channel, stored=stored)
+                    await source.client.subscribe(channel)
+                    progress.subscribed(channel, start)
+                if settings.timeout is not None and not deadline_set:
+                    # From the first subscriptions on, not from each replica's session.
+                    stopper.stop_after(settings.timeout, _on_timeout(settings))
+                    deadline_set = True
+                guard = None if lease is None else partial(check_held, lease)
+                return await _print_events(
+                    source, storage, settings, stopper, writer, progress, guard
+                )
+            finally:
+                await source.client.close()
+
+        code = await (session() if lease is None else run_as_replica(lease, session))
         stopper.shield_rest()
     return code
+
+
+def _on_timeout(settings: ListenSettings) -> ExitCode:
+    """The status of a run that reached ``--timeout``: 0, or 7 if ``--count`` was not met."""
+    return ExitCode.OK if settings.count is None else ExitCode.INCOMPLETE
 
 
 async def _start_emulators(
@@ -139,13 +168,17 @@ async def _print_events(
     stopper: Stopper,
     writer: JsonLinesWriter,
     progress: Progress,
+    guard: Callable[[], None] | None,
 ) -> ExitCode:
-    if settings.timeout is not None:
-        on_timeout = ExitCode.OK if settings.count is None else ExitCode.INCOMPLETE
-        stopper.stop_after(settings.timeout, on_timeout)
+    """Print events until ``--count`` or a stop.
+
+    :param guard: called before each event is printed; raises to print no more
+    """
     while settings.count is None or progress.events < settings.count:
         message = await source.client.receive()
         channel, marker = source.marker_of(message)
+        if guard is not None:
+            guard()
         # The marker is stored after the line is out: a stop in between replays the
         # event next time rather than losing it.
         with stopper.critical():

@@ -12,6 +12,7 @@ from aiosfstream._version import __version__
 from aiosfstream.cli.errors import PROG, ExitCode, error_line
 from aiosfstream.cli.settings import (
     AUTH_FLOWS,
+    DEFAULT_LEASE_TTL,
     DEMO_CHANNEL,
     EMULATOR_CHANNELS,
     EMULATOR_PORT,
@@ -220,6 +221,28 @@ def _add_listen(add_parser: _AddParser, common: ArgumentParser) -> None:
         action="store_true",
         help="start a Salesforce emulator in this process (with --pubsub, its Pub/Sub API "
         "too), publishing demo events, and listen to it; credential options are ignored",
+    )
+
+    replicas = listen.add_argument_group(
+        "replicas",
+        "Several replicas with the same lease: one prints events, the others stand by and\n"
+        "take over, from the shared --replay-store, when it stops.",
+    )
+    replicas.add_argument(
+        "--lease",
+        metavar="URL",
+        help="Redis server (redis://, rediss:// or unix:// URL) holding the lease; the "
+        "same server and database as --replay-store",
+    )
+    replicas.add_argument(
+        "--lease-name", metavar="NAME", help="the lease's name, the same for every replica"
+    )
+    replicas.add_argument(
+        "--lease-ttl",
+        type=_seconds(allow_zero=False),
+        metavar="SECONDS",
+        help="how long the lease outlives a replica that stopped renewing it: the longest "
+        f"pause before a standby takes over (default {DEFAULT_LEASE_TTL:g})",
     )
 
     login = listen.add_argument_group(

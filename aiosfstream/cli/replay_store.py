@@ -10,12 +10,16 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from aiosfstream.cli.errors import ReplayStoreError, UsageError
 from aiosfstream.exceptions import ReplayError
 from aiosfstream.replay import ReplayMarkerStorage
 from aiosfstream.stores import RedisReplayStorage, SQLiteReplayStorage
+
+if TYPE_CHECKING:
+    from aiosfstream.ha import RedisLease
 
 __all__ = ["REDIS_SCHEMES", "is_redis_url", "open_replay_store", "shown_url", "url_password"]
 
@@ -38,7 +42,12 @@ def url_password(url: str) -> str | None:
 
 
 def shown_url(url: str) -> str:
-    """*url* as the command's messages show it: without user, password or query."""
+    """*url* as the command's messages show it: without user, password or query.
+
+    Text that is no URL (a file name) is shown as it is.
+    """
+    if "://" not in url:
+        return url
     try:
         parts = urlsplit(url)
         host = parts.netloc.rpartition("@")[2]
@@ -47,15 +56,17 @@ def shown_url(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
-def _storage(target: str, default_id: int) -> SQLiteReplayStorage | RedisReplayStorage:
-    """The storage *target* names, not opened yet."""
+def _storage(
+    target: str, default_id: int, lease: RedisLease | None
+) -> SQLiteReplayStorage | RedisReplayStorage:
+    """The storage *target* names, not opened yet; fenced by *lease* if given."""
     if not is_redis_url(target):
         try:
             return SQLiteReplayStorage(target, default_id=default_id)
         except OSError as error:
             raise ReplayStoreError(f"cannot open {target!r}: {error.strerror or error}") from error
     try:
-        return RedisReplayStorage(target, default_id=default_id)
+        return RedisReplayStorage(target, default_id=default_id, lease=lease)
     except ImportError as error:
         raise UsageError(f"--replay-store with a Redis URL cannot run here: {error}") from None
     except ValueError as error:
@@ -65,16 +76,17 @@ def _storage(target: str, default_id: int) -> SQLiteReplayStorage | RedisReplayS
 
 @contextlib.asynccontextmanager
 async def open_replay_store(
-    target: str, default_id: int, *, timeout: float
+    target: str, default_id: int, *, timeout: float, lease: RedisLease | None = None
 ) -> AsyncIterator[ReplayMarkerStorage]:
     """Open the replay store *target* for the time of the ``async with`` block.
 
     :param default_id: the replay id of the channels the store has no marker of
     :param timeout: seconds opening may take (a Redis server that does not answer)
+    :param lease: with a Redis URL, the lease that fences the writes (``--lease``)
     :raises ReplayStoreError: the store cannot be opened
     :raises UsageError: *target* is not a usable Redis URL, or redis-py is missing
     """
-    storage = _storage(target, default_id)
+    storage = _storage(target, default_id, lease)
     redis = isinstance(storage, RedisReplayStorage)
     where = f"Redis at {shown_url(target)}" if redis else repr(target)
     try:

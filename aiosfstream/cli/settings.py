@@ -10,9 +10,11 @@ import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from aiosfstream.auth import is_loopback_host
 from aiosfstream.cli.errors import UsageError
+from aiosfstream.cli.replay_store import is_redis_url, shown_url
 from aiosfstream.cometd.constants import DEFAULT_CONNECTION_TIMEOUT
 from aiosfstream.cometd.messages import check_channel
 from aiosfstream.policy import DEFAULT_API_VERSION, check_api_version
@@ -20,6 +22,7 @@ from aiosfstream.replay import ReplayOption, check_replay_id
 
 __all__ = [
     "AUTH_FLOWS",
+    "DEFAULT_LEASE_TTL",
     "DEMO_CHANNEL",
     "EMULATOR_CHANNELS",
     "EMULATOR_PORT",
@@ -31,6 +34,7 @@ __all__ = [
     "REPLAY_WORDS",
     "TRUE_WORDS",
     "EmulatorSettings",
+    "LeaseSettings",
     "ListenSettings",
     "LoginSettings",
     "emulator_settings",
@@ -93,6 +97,8 @@ EMULATOR_CHANNELS = ("/topic/Demo", "/data/AccountChangeEvent")
 LISTEN_DEMO_RATE = 2.0
 #: Port of the ``emulator`` command unless ``--port`` is given.
 EMULATOR_PORT = 7357
+#: Seconds a lease of ``listen --lease`` outlives its holder unless ``--lease-ttl`` is given.
+DEFAULT_LEASE_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,22 @@ class ListenSettings:
     pubsub_endpoint: str | None = None
     #: Talk to the Pub/Sub API without TLS (an emulator).
     pubsub_plaintext: bool = False
+    #: Run as one replica of several (``--lease``); ``None``: consume alone.
+    lease: LeaseSettings | None = None
 
     @property
     def emulator(self) -> bool:
         """Whether to listen to an emulator started in-process."""
         return self.login is None
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """The lease of ``listen --lease``: the Redis server, the lease's name, its ttl."""
+
+    url: str
+    name: str
+    ttl: float = DEFAULT_LEASE_TTL
 
 
 @dataclass(frozen=True)
@@ -278,6 +295,7 @@ def listen_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Lis
         raise UsageError(str(error)) from None
     return ListenSettings(
         **_pubsub_settings(args, environ),
+        lease=_lease_settings(args),
         channels=tuple(dict.fromkeys(channels)),
         login=None if args.emulator else login_settings(args, environ),
         replay=args.replay,
@@ -313,6 +331,52 @@ def _pubsub_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> di
         "pubsub_endpoint": endpoint,
         "pubsub_plaintext": bool(args.pubsub_plaintext),
     }
+
+
+def _redis_database(url: str) -> tuple[str, ...]:
+    """Which server and database the Redis *url* names, however it is written."""
+    parts = urlsplit(url)
+    database = dict(parse_qsl(parts.query)).get("db", "0")
+    if parts.scheme.lower() == "unix":
+        return ("unix", parts.path, database)
+    path_database = parts.path.strip("/") or database
+    return ((parts.hostname or "localhost").lower(), str(parts.port or 6379), path_database)
+
+
+def _lease_settings(args: argparse.Namespace) -> LeaseSettings | None:
+    """The ``--lease`` settings of ``listen``.
+
+    :raises UsageError: a lease option without ``--lease``, no ``--lease-name``, or a
+        lease without a replay store on the same Redis database
+    """
+    if args.lease is None:
+        if args.lease_name is not None or args.lease_ttl is not None:
+            raise UsageError("--lease-name and --lease-ttl need --lease")
+        return None
+    if not is_redis_url(args.lease):
+        raise UsageError(
+            f"--lease takes a redis://, rediss:// or unix:// URL, got {shown_url(args.lease)!r}"
+        )
+    if not args.lease_name or not args.lease_name.strip():
+        raise UsageError("--lease needs --lease-name: the replicas that share it use one name")
+    store = args.replay_store
+    if store is None or not is_redis_url(store):
+        raise UsageError(
+            "--lease needs --replay-store with a Redis URL: the replica that takes over must "
+            "start where the previous one stopped, so they all keep their position in one "
+            "shared store (an SQLite file, or none, is this replica's own)"
+        )
+    try:
+        same = _redis_database(args.lease) == _redis_database(store)
+    except ValueError as error:
+        raise UsageError(f"--lease: {error}") from None
+    if not same:
+        raise UsageError(
+            "--lease and --replay-store must name the same Redis server and database: "
+            "the store writes a position only while the lease's key says this replica holds it"
+        )
+    ttl = DEFAULT_LEASE_TTL if args.lease_ttl is None else args.lease_ttl
+    return LeaseSettings(url=args.lease, name=args.lease_name, ttl=ttl)
 
 
 def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:

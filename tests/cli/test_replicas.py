@@ -1,0 +1,191 @@
+"""``listen --lease``: replicas of the command, of which one prints events at a time.
+
+Real processes, a real redis-server for the lease and the shared replay store, and the
+emulator of the test process, which every replica logs in to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Any
+
+import pytest
+
+from aiosfstream.cli.errors import ExitCode
+from aiosfstream.stores import RedisReplayStorage
+from aiosfstream.testing import SalesforceEmulator
+from tests.stores.conftest import RedisServer
+
+from .support import (
+    CHANNEL,
+    Command,
+    base_env,
+    command,
+    emulator_env,
+    run,
+    wait_subscribed,
+    wait_until,
+)
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+NAME = "orders"
+#: Short, so that a standby takes over quickly.
+TTL = "1"
+
+
+def replica_args(redis: RedisServer, *args: str) -> tuple[str, ...]:
+    return (
+        "listen", "--allow-insecure-http", "-v", "--replay-store", redis.url,
+        "--lease", redis.url, "--lease-name", NAME, "--lease-ttl", TTL, *args, CHANNEL,
+    )  # fmt: skip
+
+
+async def wait_stored(redis: RedisServer, event: dict[str, Any]) -> None:
+    """Wait until the shared store holds *event*'s replay id."""
+    replay_id = event["data"]["event"]["replayId"]
+
+    async def stored() -> bool:
+        async with RedisReplayStorage(redis.url) as storage:
+            marker = await storage.get_replay_marker(CHANNEL)
+        return marker is not None and marker.replay_id == replay_id
+
+    await wait_until(stored, f"replay id {replay_id} not stored")
+
+
+async def no_line_within(running: Command, seconds: float) -> None:
+    """Fail if *running* prints a line within *seconds*."""
+    assert running.process.stdout is not None
+    try:
+        line = await asyncio.wait_for(running.process.stdout.readline(), seconds)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"a standby printed {line!r}")
+
+
+async def test_the_standby_takes_over_when_the_active_replica_is_killed(
+    emulator: SalesforceEmulator, redis_server: RedisServer
+) -> None:
+    env = emulator_env(emulator)
+    async with command(*replica_args(redis_server), env=env) as first:
+        await wait_subscribed(emulator, CHANNEL)
+        async with command(*replica_args(redis_server), env=env) as second:
+            published = [emulator.publish(CHANNEL, {"Name": f"n{i}"}) for i in range(3)]
+            assert await first.events(3) == published
+            await no_line_within(second, 0.5)
+            # Only the active replica logged in.
+            assert len(emulator.client_ids) == 1
+            await wait_stored(redis_server, published[-1])
+
+            first.process.send_signal(signal.SIGKILL)
+            await first.process.wait()
+            following = [emulator.publish(CHANNEL, {"Name": f"after{i}"}) for i in range(3)]
+            # From the shared store: the events published since, none lost, none again.
+            assert await second.events(3) == following
+            second.process.send_signal(signal.SIGTERM)
+            finished = await second.finish()
+    assert finished.code == ExitCode.SIGTERM
+    log = finished.cli_log()
+    standing_by = f"standing by: waiting for lease 'aiosfstream:lease:{NAME}'"
+    assert log[0] == standing_by
+    assert log[1].startswith(f"active: holding lease 'aiosfstream:lease:{NAME}' (fencing token ")
+    assert f"subscribed to {CHANNEL}, replay after the stored id " in log[4]
+    finished.assert_clean()
+
+
+async def test_a_replica_paused_past_the_ttl_stands_by_again(
+    emulator: SalesforceEmulator, redis_server: RedisServer
+) -> None:
+    env = emulator_env(emulator)
+    async with command(*replica_args(redis_server), env=env) as first:
+        await wait_subscribed(emulator, CHANNEL)
+        async with command(*replica_args(redis_server), env=env) as second:
+            published = [emulator.publish(CHANNEL, {"Name": f"n{i}"}) for i in range(2)]
+            assert await first.events(2) == published
+            await wait_stored(redis_server, published[-1])
+
+            first.process.send_signal(signal.SIGSTOP)
+            try:
+                # The lease runs out; the standby takes it and prints what follows.
+                await asyncio.sleep(float(TTL) + 0.5)
+                during = emulator.publish(CHANNEL, {"Name": "during"})
+                assert await second.events(1) == [during]
+            finally:
+                first.process.send_signal(signal.SIGCONT)
+            after = emulator.publish(CHANNEL, {"Name": "after"})
+            assert await second.events(1) == [after]
+            # The former holder prints nothing after it lost the lease.
+            await no_line_within(first, float(TTL) + 0.5)
+            await wait_stored(redis_server, after)
+            for replica in (first, second):
+                replica.process.send_signal(signal.SIGTERM)
+            stopped, active = await first.finish(), await second.finish()
+    assert stopped.code == active.code == ExitCode.SIGTERM
+    assert stopped.stdout == ""
+    log = stopped.cli_log()
+    lost = [line for line in log if line.startswith("lost lease ")]
+    assert len(lost) == 1, log
+    # After the loss it went back to standing by.
+    assert log[log.index(lost[0]) + 1] == (
+        f"standing by: waiting for lease 'aiosfstream:lease:{NAME}'"
+    )
+    stopped.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--lease", "redis://127.0.0.1/0", "--replay-store", "redis://127.0.0.1/0"),
+            "--lease needs --lease-name: the replicas that share it use one name",
+        ),
+        (("--lease-name", NAME), "--lease-name and --lease-ttl need --lease"),
+        (
+            ("--lease", "redis://127.0.0.1/0", "--lease-name", NAME, "--replay-store", "r.db"),
+            "--lease needs --replay-store with a Redis URL: the replica that takes over must "
+            "start where the previous one stopped, so they all keep their position in one "
+            "shared store (an SQLite file, or none, is this replica's own)",
+        ),
+        (
+            ("--lease", "redis://127.0.0.1/0", "--lease-name", NAME),
+            "--lease needs --replay-store with a Redis URL",
+        ),
+        (
+            ("--lease", "redis://127.0.0.1/1", "--lease-name", NAME,
+             "--replay-store", "redis://127.0.0.1/0"),
+            "--lease and --replay-store must name the same Redis server and database",
+        ),
+        (
+            ("--lease", "lease.db", "--lease-name", NAME, "--replay-store", "redis://x/0"),
+            "--lease takes a redis://, rediss:// or unix:// URL, got 'lease.db'",
+        ),
+    ],
+)  # fmt: skip
+async def test_lease_usage_errors(
+    emulator: SalesforceEmulator, args: tuple[str, ...], message: str
+) -> None:
+    finished = await run("listen", *args, CHANNEL, env=emulator_env(emulator))
+    assert finished.code == ExitCode.USAGE
+    assert finished.stderr.startswith(f"aiosfstream listen: error: {message}")
+    assert finished.stderr.count("\n") == 1
+
+
+async def test_the_same_database_written_differently_is_accepted(
+    emulator: SalesforceEmulator, redis_server: RedisServer
+) -> None:
+    lease = f"redis://127.0.0.1:{redis_server.port}?db=0"
+    args = ("listen", "--allow-insecure-http", "--replay-store", redis_server.url)
+    finished = await run(
+        *args, "--lease", lease, "--lease-name", NAME, "--timeout", "0.3", CHANNEL,
+        env=emulator_env(emulator),
+    )  # fmt: skip
+    assert finished.code == ExitCode.OK, finished.stderr
+
+
+@pytest.mark.parametrize("ttl", ["0", "-1", "soon"])
+async def test_the_ttl_is_a_positive_number_of_seconds(ttl: str) -> None:
+    finished = await run("listen", "--lease-ttl", ttl, CHANNEL, env=base_env())
+    assert finished.code == ExitCode.USAGE
+    assert "argument --lease-ttl: " in finished.stderr
