@@ -22,10 +22,12 @@ from aiosfstream.cometd.constants import (
 from aiosfstream.cometd.exceptions import CometdException
 from aiosfstream.cometd.exceptions import ServerError as CometdServerError
 from aiosfstream.cometd.recovery import RecoveryPolicy
-from aiosfstream.exceptions import AiosfstreamException, translate_errors, twin_of
+from aiosfstream.exceptions import AiosfstreamException, LeaseLost, translate_errors, twin_of
 
 # Where 0.5 had it: ``from aiosfstream.client import ServerError`` keeps working.
 from aiosfstream.exceptions import ServerError as ServerError
+from aiosfstream.ha.guard import LeaseGuard
+from aiosfstream.ha.lease import Lease
 from aiosfstream.policy import (
     DEFAULT_API_VERSION,
     SalesforceRecoveryPolicy,
@@ -117,6 +119,10 @@ class Client(cometd_client.Client):
     :param proxy: URL of an HTTP proxy
     :param backoff: the delays between reconnection attempts
     :param max_response_bytes: the largest response body accepted
+    :param lease: for a replica among several (see :doc:`/replicas`): an
+        :class:`aiosfstream.ha.Lease`; :meth:`open` waits until it is held, losing it
+        ends the stream with :class:`~aiosfstream.exceptions.LeaseLost`, and
+        :meth:`close` gives it up
     :param loop: accepted for code written for 0.5, and ignored with a
         :exc:`DeprecationWarning`: the client runs on the event loop that opens it
     """
@@ -137,6 +143,7 @@ class Client(cometd_client.Client):
         proxy: str | None = None,
         backoff: Backoff | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        lease: Lease | None = None,
         loop: object = None,
     ) -> None:
         if loop is not None:
@@ -153,6 +160,7 @@ class Client(cometd_client.Client):
             raise TypeError("replay_fallback must be a ReplayOption or None")
         if not isinstance(replay_storage_policy, ReplayMarkerStoragePolicy):
             raise TypeError("replay_storage_policy must be a ReplayMarkerStoragePolicy")
+        guard = LeaseGuard(lease)
         storage = self.create_replay_storage(replay)
         self.api_version = check_api_version(API_VERSION if api_version is None else api_version)
         super().__init__(
@@ -184,20 +192,53 @@ class Client(cometd_client.Client):
         self._positioned: set[str] = set()
         # AUTOMATIC policy: the messages handed over whose markers are not stored yet.
         self._handed = HandedOver()
+        #: The lease of a replica, or ``None``.
+        self.lease = lease
+        self._guard = guard
 
     # -- public API, with aiosfstream's exceptions -------------------------------
-    open = translate_errors(cometd_client.Client.open)
+    _open = translate_errors(cometd_client.Client.open)
+    _check_unopened = translate_errors(cometd_client.Client._check_unopened)
     _close = translate_errors(cometd_client.Client.close)
     subscribe = translate_errors(cometd_client.Client.subscribe)
     unsubscribe = translate_errors(cometd_client.Client.unsubscribe)
     publish = translate_errors(cometd_client.Client.publish)
 
+    async def open(self) -> None:
+        """Wait for the lease if there is one; then authenticate, handshake, and start
+        fetching messages.
+
+        Transient failures are retried within ``connection_timeout`` (forever when it
+        is ``None``), by the same rules as a lost connection; a definitive refusal
+        raises at once.
+
+        :raises LeaseLost: the lease was lost before the client was open
+        """
+        if self._guard.lease is not None:
+            self._check_unopened()
+            await self._guard.acquire()
+        await self._guard.run(self._open())
+        self._guard.watch(self._lose_lease)
+
     async def close(self) -> None:
-        """Store the markers of the messages handed over, then close the connection."""
+        """Store the markers of the messages handed over, close the connection, and give
+        the lease up. Safe to call twice."""
+        await self._guard.stop()
         try:
-            await self._store_handed()
+            if self._guard.holds:
+                await self._store_handed()
         finally:
-            await self._close()
+            try:
+                await self._close()
+            finally:
+                await self._guard.release()
+
+    async def _lose_lease(self, lost: LeaseLost) -> None:
+        """Stop at once: the stream ends with *lost*, and nothing is stored any more."""
+        LOGGER.warning("%s; stopping", lost)
+        if self._queue is not None:
+            self._queue.abort(lost)
+        await self._close()
 
     async def receive(self) -> Message:
         """Return the next event; with the AUTOMATIC policy, store its replay marker.
@@ -216,6 +257,11 @@ class Client(cometd_client.Client):
             if twin is None:
                 raise
             raise twin from twin.__cause__
+        if not self._guard.holds:
+            # A pause of the process can outlast the lease before the watch task runs.
+            assert self._guard.lost is not None
+            await self._lose_lease(self._guard.lost)
+            raise self._guard.lost
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
             await self._handed.hand(
                 message["channel"],
@@ -228,6 +274,7 @@ class Client(cometd_client.Client):
         return message
 
     async def _store_handed(self) -> None:
+        self._guard.check()
         await self._handed.store(self.replay_storage, _markers_to_store)
 
     @staticmethod

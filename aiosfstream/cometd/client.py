@@ -230,10 +230,7 @@ class Client:
         is ``None``), by the same rules as a lost connection; a definitive refusal
         raises at once.
         """
-        if self._lifecycle is not Lifecycle.UNOPENED:
-            raise ClientInvalidOperation(
-                f"cannot open a client that is {self._lifecycle.value}; create a new one"
-            )
+        self._check_unopened()
         self._lifecycle = Lifecycle.OPEN
         self._queue = PrefetchQueue(self.max_pending_count)
         self._connected = asyncio.Event()
@@ -248,6 +245,13 @@ class Client:
             await self.close()
             raise
         self._task = asyncio.create_task(self._run(), name=f"bayeux connection {self.url}")
+
+    def _check_unopened(self) -> None:
+        """Raise unless the client was never opened: a client opens once."""
+        if self._lifecycle is not Lifecycle.UNOPENED:
+            raise ClientInvalidOperation(
+                f"cannot open a client that is {self._lifecycle.value}; create a new one"
+            )
 
     async def close(self) -> None:
         """Disconnect politely and release every resource. Safe to call twice."""

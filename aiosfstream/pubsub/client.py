@@ -34,8 +34,11 @@ from aiosfstream.cometd.prefetch import PrefetchQueue
 from aiosfstream.exceptions import (
     AuthenticationError,
     ClientInvalidOperation,
+    LeaseLost,
     TransportTimeoutError,
 )
+from aiosfstream.ha.guard import LeaseGuard
+from aiosfstream.ha.lease import Lease
 from aiosfstream.pubsub.avro import SchemaCache, decode_payload, encode_payload
 from aiosfstream.pubsub.errors import (
     InvalidEventPayload,
@@ -270,6 +273,10 @@ class PubSubClient:
     :param ssl: ``None`` verifies TLS with the system's CAs; a CA bundle (path or PEM
         ``bytes``) verifies with it; ``False`` is plaintext, for local emulators only
     :param backoff: the delays between reconnection attempts
+    :param lease: for a replica among several (see :doc:`/replicas`): an
+        :class:`aiosfstream.ha.Lease`; :meth:`open` waits until it is held, losing it
+        ends the stream with :class:`~aiosfstream.exceptions.LeaseLost`, and
+        :meth:`close` gives it up
     """
 
     def __init__(
@@ -284,6 +291,7 @@ class PubSubClient:
         endpoint: str = DEFAULT_ENDPOINT,
         ssl: SSLParameter = None,
         backoff: Backoff | None = None,
+        lease: Lease | None = None,
     ) -> None:
         if not isinstance(authenticator, AuthenticatorBase):
             raise TypeError(
@@ -299,6 +307,9 @@ class PubSubClient:
             )
         if backoff is not None and not isinstance(backoff, Backoff):
             raise TypeError(f"backoff must be a Backoff, not {type(backoff).__name__}")
+        self._guard = LeaseGuard(lease)
+        #: The lease of a replica, or ``None``.
+        self.lease = lease
         self.authenticator = authenticator
         #: The :class:`~aiosfstream.ReplayMarkerStorage` that keeps the replay markers,
         #: by topic; call it to store a message's marker with the MANUAL policy.
@@ -353,12 +364,23 @@ class PubSubClient:
 
     # -- lifecycle ---------------------------------------------------------------
     async def open(self) -> None:
-        """Obtain a token and open the channel; retried within ``connection_timeout``
-        when the token endpoint fails in a way that may pass."""
+        """Wait for the lease if there is one; then obtain a token and open the channel.
+
+        The token is retried within ``connection_timeout`` when the token endpoint
+        fails in a way that may pass.
+
+        :raises ~aiosfstream.exceptions.LeaseLost: the lease was lost before the
+            client was open
+        """
         if self._lifecycle is not Lifecycle.UNOPENED:
             raise ClientInvalidOperation(
                 f"cannot open a client that is {self._lifecycle.value}; create a new one"
             )
+        await self._guard.acquire()
+        await self._guard.run(self._open())
+        self._guard.watch(self._lose_lease)
+
+    async def _open(self) -> None:
         self._lifecycle = Lifecycle.OPEN
         self._queue = PrefetchQueue(self.max_pending_count)
         try:
@@ -383,13 +405,21 @@ class PubSubClient:
 
     async def close(self) -> None:
         """Store the markers of the messages handed over, end every stream, close the
-        channel. Safe to call twice."""
+        channel, and give the lease up. Safe to call twice."""
+        await self._guard.stop()
+        try:
+            await self._shut()
+        finally:
+            await self._guard.release()
+
+    async def _shut(self) -> None:
         if self._lifecycle in (Lifecycle.CLOSING, Lifecycle.CLOSED):
             return
         self._lifecycle = Lifecycle.CLOSING
         try:
             await self._stop_streams(list(self._streams.values()))
-            await self._store_handed()
+            if self._guard.holds:
+                await self._store_handed()
         finally:
             if self._channel is not None:
                 await self._channel.close()
@@ -397,6 +427,13 @@ class PubSubClient:
                 self._queue.fail(ClientInvalidOperation("the client is closed"))
             self._lifecycle = Lifecycle.CLOSED
             logger.debug("Pub/Sub client closed")
+
+    async def _lose_lease(self, lost: LeaseLost) -> None:
+        """Stop at once: the stream ends with *lost*, and nothing is stored any more."""
+        logger.warning("%s; stopping", lost)
+        if self._queue is not None:
+            self._queue.abort(lost)
+        await self._shut()
 
     async def __aenter__(self) -> PubSubClient:
         await self.open()
@@ -468,6 +505,11 @@ class PubSubClient:
         message = self._queue.get_nowait()
         if message is None:
             message = await self._queue.get()
+        if not self._guard.holds:
+            # A pause of the process can outlast the lease before the watch task runs.
+            assert self._guard.lost is not None
+            await self._lose_lease(self._guard.lost)
+            raise self._guard.lost
         topic: str = message["topic"]
         stream = self._streams.get(topic)
         if stream is not None:
@@ -966,9 +1008,11 @@ class PubSubClient:
                 return  # the user has not stored the last event handed over yet
         # Pub/Sub markers are ordered by when they are stored, not by date: "now" will do.
         marker = ReplayMarker(utc_text(datetime.now(timezone.utc)), latest)
+        self._guard.check()
         await self.replay_storage.store_marker(stream.topic, marker)
 
     async def _store_handed(self) -> None:
+        self._guard.check()
         await self._handed.store(self.replay_storage, _markers_of)
 
 

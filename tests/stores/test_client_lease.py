@@ -1,0 +1,170 @@
+"""A client given a lease: it waits for it, stops the moment it is lost, stores nothing after.
+
+A real redis-server holds the lease; the emulator serves the stream over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from aiosfstream import ReplayMarker
+from aiosfstream.exceptions import LeaseLost
+from aiosfstream.ha import RedisLease
+from aiosfstream.testing import SalesforceEmulator
+from tests.e2e.conftest import CHANNEL, make_client, name_of, publish
+
+from .conftest import RedisServer
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+#: Long enough for a loaded machine to renew in time.
+TTL = 2.0
+#: Most seconds any step here may take.
+WAIT = 10.0
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    return redis_server.url
+
+
+@pytest.fixture
+async def channel_emulator(emulator: SalesforceEmulator) -> SalesforceEmulator:
+    emulator.create_channel(CHANNEL)
+    return emulator
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def steal(raw: redis.asyncio.Redis, lease: RedisLease) -> None:
+    """Another replica takes the lease (as after its expiry)."""
+    await raw.set(lease.key, "another-replica:999", px=60_000)
+
+
+async def test_open_waits_for_the_lease_without_logging_in(
+    channel_emulator: SalesforceEmulator, redis_url: str
+) -> None:
+    async with (
+        RedisLease(redis_url, "orders", ttl=TTL) as first_lease,
+        RedisLease(redis_url, "orders", ttl=TTL) as second_lease,
+    ):
+        first = make_client(channel_emulator, lease=first_lease)
+        await asyncio.wait_for(first.open(), WAIT)
+        tokens = channel_emulator.stats.token_requests
+        handshakes = channel_emulator.stats.handshakes
+        second = make_client(channel_emulator, lease=second_lease)
+        opening = asyncio.ensure_future(second.open())
+        await asyncio.sleep(3 * TTL / 3)  # several renewals of the first replica
+        assert not opening.done()
+        # The standby has not logged in or made a session.
+        assert channel_emulator.stats.token_requests == tokens
+        assert channel_emulator.stats.handshakes == handshakes
+        await first.close()  # gives the lease up: the standby takes over at once
+        started = time.monotonic()
+        await asyncio.wait_for(opening, WAIT)
+        assert time.monotonic() - started < TTL
+        assert second_lease.held and not first_lease.held
+        await second.subscribe(CHANNEL)
+        publish(channel_emulator, "a")
+        assert name_of(await asyncio.wait_for(second.receive(), WAIT)) == "a"
+        await second.close()
+
+
+async def test_a_lost_lease_ends_the_stream_at_once_and_stores_nothing_more(
+    channel_emulator: SalesforceEmulator, redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    replay: dict[str, ReplayMarker] = {}
+    async with RedisLease(redis_url, "orders", ttl=TTL) as lease:
+        client = make_client(channel_emulator, lease=lease, replay=replay, max_pending_count=0)
+        await asyncio.wait_for(client.open(), WAIT)
+        await client.subscribe(CHANNEL)
+        publish(channel_emulator, "a", "b", "c")
+        assert name_of(await asyncio.wait_for(client.receive(), WAIT)) == "a"
+        for _ in range(200):
+            if client.pending_count == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert client.pending_count == 2  # b and c wait
+        stored = dict(replay)
+        await steal(raw, lease)
+        # The next renewal finds another holder: the stream ends, the waiting events
+        # are dropped rather than handed over, and no marker is stored any more.
+        for _ in range(int(WAIT / 0.02)):
+            if not lease.held:
+                break
+            await asyncio.sleep(0.02)
+        assert not lease.held
+        with pytest.raises(LeaseLost, match="another"):
+            await asyncio.wait_for(client.receive(), WAIT)
+        with pytest.raises(LeaseLost):
+            await client.receive()
+        publish(channel_emulator, "d")
+        await client.close()
+        assert replay == stored
+        assert not lease.held
+        # The session was ended: the emulator knows no client any more.
+        assert channel_emulator.client_ids == []
+        # close() did not take the other replica's lease away.
+        assert await raw.get(lease.key) == "another-replica:999"
+
+
+async def test_a_pause_longer_than_the_ttl_hands_nothing_over(
+    channel_emulator: SalesforceEmulator, redis_url: str
+) -> None:
+    # A whole-process pause (GC, SIGSTOP, a frozen VM): when the consumer runs again,
+    # it may do so before the lease's own task notices; it must not get an event.
+    replay: dict[str, ReplayMarker] = {}
+    async with RedisLease(redis_url, "orders", ttl=TTL) as lease:
+        client = make_client(channel_emulator, lease=lease, replay=replay, max_pending_count=0)
+        await asyncio.wait_for(client.open(), WAIT)
+        await client.subscribe(CHANNEL)
+        publish(channel_emulator, "a", "b")
+        assert name_of(await asyncio.wait_for(client.receive(), WAIT)) == "a"
+        for _ in range(200):
+            if client.pending_count == 1:
+                break
+            await asyncio.sleep(0.02)
+        stored = dict(replay)
+        time.sleep(TTL + 0.5)  # noqa: ASYNC251 - the pause: nothing of the lease runs
+        with pytest.raises(LeaseLost):
+            await client.receive()
+        await client.close()
+        assert replay == stored
+
+
+async def test_the_fenced_store_refuses_a_former_holder(
+    channel_emulator: SalesforceEmulator, redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    from aiosfstream.stores import RedisReplayStorage
+
+    async with RedisLease(redis_url, "orders", ttl=TTL) as lease:
+        storage = RedisReplayStorage(redis_url, lease=lease)
+        client = make_client(channel_emulator, lease=lease, replay=storage)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(storage.close)
+            stack.push_async_callback(client.close)
+            await asyncio.wait_for(client.open(), WAIT)
+            await client.subscribe(CHANNEL)
+            (first,) = publish(channel_emulator, "a")
+            await asyncio.wait_for(client.receive(), WAIT)
+            marker = await storage.get_replay_marker(CHANNEL)
+            assert marker is not None and marker.replay_id == first
+            await steal(raw, lease)
+            with pytest.raises(LeaseLost):
+                await storage.store_marker(CHANNEL, ReplayMarker("", first + 100))
+            assert await storage.get_replay_marker(CHANNEL) == marker
