@@ -46,7 +46,7 @@ async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
 
 
 @contextlib.asynccontextmanager
-async def leases(url: str, count: int, **options: float) -> AsyncIterator[list[RedisLease]]:
+async def leases(url: str, count: int, **options: Any) -> AsyncIterator[list[RedisLease]]:
     """*count* replicas competing for the lease ``orders``."""
     async with contextlib.AsyncExitStack() as stack:
         yield [
