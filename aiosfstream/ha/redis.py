@@ -287,11 +287,12 @@ class RedisLease(Lease):
         if holding is None:
             return
         self._holding = None
+        # Ended first, so that waiters learn it even if this task is cancelled below.
+        self._end(holding, LeaseLost(f"lease {self._key!r} was released"), logging.INFO)
         if holding.renewer is not None:
             holding.renewer.cancel()
             # wait(), not await: this task's own cancellation must not be swallowed.
             await asyncio.wait([holding.renewer])
-        self._end(holding, LeaseLost(f"lease {self._key!r} was released"), logging.INFO)
         try:
             await asyncio.wait_for(
                 self._if_holder_script(keys=[self._key], args=[holding.value]),

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from aiosfstream.exceptions import LeaseLost, ReplayError
@@ -377,7 +377,9 @@ class RedisReplayStorage(DurableStorage):
         for subscription, marker in self._checked_batch(markers).items():
             await self._write(subscription, marker, "newer")
 
-    async def _write(self, subscription: str, marker: ReplayMarker, mode: str) -> None:
+    async def _write(
+        self, subscription: str, marker: ReplayMarker, mode: Literal["newer", "any"]
+    ) -> None:
         """Write *marker* in one script: always (*mode* ``"any"``) or if ``"newer"``."""
         keys = [self.key(subscription)]
         args = [marker.date, _encode_id(marker.replay_id), _sort_date(marker.date), mode]

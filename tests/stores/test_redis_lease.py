@@ -310,6 +310,21 @@ async def test_held_turns_false_on_time_even_if_the_loop_is_blocked(redis_url: s
         assert "no renewal succeeded" in str(lost)
 
 
+class BrokenRenewalLease(RedisLease):
+    """A lease whose renewal task fails the way a bug in it would."""
+
+    async def _keep(self, holding: object) -> None:
+        raise RuntimeError("a bug in the renewal")
+
+
+async def test_a_failed_renewal_task_ends_the_holding(redis_url: str) -> None:
+    async with BrokenRenewalLease(redis_url, "orders", ttl=TTL) as lease:
+        await lease.acquire()
+        lost = await asyncio.wait_for(lease.wait_lost(), SLACK)
+        assert "renewal stopped on RuntimeError('a bug in the renewal')" in str(lost)
+        assert not lease.held
+
+
 # --- releasing -----------------------------------------------------------------------
 
 
