@@ -2,11 +2,12 @@
 
 A replica stands by until it acquires the lease, then logs in, subscribes from the shared
 replay store and prints events. When the lease is lost (another replica took it, or no
-renewal reached Redis within the ttl), it stops at once: the session is cancelled, its
-client disconnected, and no event is printed nor marker stored after that moment (the
-store is fenced by the lease, and each event is checked against the lease's own clock
-before it is printed). Then it stands by again. A session that ends for another reason
-(``--count``, ``--timeout``, a signal, an error) ends the command as without a lease.
+renewal reached Redis within the ttl), or the shared store cannot reach Redis, it stops
+at once: the session is cancelled, its client disconnected, and no event is printed nor
+marker stored after that moment (the store is fenced by the lease, and each event is
+checked against the lease's own clock before it is printed). Then it stands by again.
+A session that ends for another reason (``--count``, ``--timeout``, a signal, another
+error) ends the command as without a lease.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiosfstream.cli.errors import UsageError
 from aiosfstream.cli.progress import LOGGER
 from aiosfstream.cli.settings import LeaseSettings
-from aiosfstream.exceptions import LeaseLost
+from aiosfstream.exceptions import LeaseLost, ReplayError
 
 if TYPE_CHECKING:
     from aiosfstream.ha import RedisLease
@@ -79,8 +80,24 @@ async def run_as_replica(lease: RedisLease, session: Session) -> Any:
             lost.cancel()
             running.cancel()
             await asyncio.wait({running})
-        if not running.cancelled() and not isinstance(running.exception(), LeaseLost):
+        failure = None if running.cancelled() else running.exception()
+        if not running.cancelled() and not _stands_down_for(failure):
             return running.result()
-        reason = running.exception() if not running.cancelled() else lost.result()
-        LOGGER.info("lost lease %r: %s", lease.key, reason)
+        LOGGER.info("lost lease %r: %s", lease.key, failure or lost.result())
         await lease.release()
+
+
+def _stands_down_for(failure: BaseException | None) -> bool:
+    """Whether a session that ended with *failure* hands over rather than ends the command.
+
+    That is a lost lease, and a shared store that Redis cannot be reached for: this
+    replica cannot store positions, nor tell that it still holds the lease, and another
+    one may reach Redis. Any other error ends the command.
+    """
+    if isinstance(failure, LeaseLost):
+        return True
+    if not isinstance(failure, ReplayError):
+        return False
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return isinstance(failure.__cause__, (ConnectionError, TimeoutError))

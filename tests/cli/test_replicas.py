@@ -7,8 +7,13 @@ emulator of the test process, which every replica logs in to.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import socket
+import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,14 +21,17 @@ import pytest
 from aiosfstream.cli.errors import ExitCode
 from aiosfstream.stores import RedisReplayStorage
 from aiosfstream.testing import SalesforceEmulator
+from tests.helpers import require_tool
 from tests.stores.conftest import RedisServer
 
 from .support import (
     CHANNEL,
+    STEP,
     Command,
     base_env,
     command,
     emulator_env,
+    free_port,
     run,
     wait_subscribed,
     wait_until,
@@ -45,10 +53,15 @@ def replica_args(redis: RedisServer, *args: str) -> tuple[str, ...]:
 
 async def wait_stored(redis: RedisServer, event: dict[str, Any]) -> None:
     """Wait until the shared store holds *event*'s replay id."""
+    await wait_stored_at(redis.url, event)
+
+
+async def wait_stored_at(url: str, event: dict[str, Any]) -> None:
+    """Wait until the store at *url* holds *event*'s replay id."""
     replay_id = event["data"]["event"]["replayId"]
 
     async def stored() -> bool:
-        async with RedisReplayStorage(redis.url) as storage:
+        async with RedisReplayStorage(url) as storage:
             marker = await storage.get_replay_marker(CHANNEL)
         return marker is not None and marker.replay_id == replay_id
 
@@ -189,3 +202,170 @@ async def test_the_ttl_is_a_positive_number_of_seconds(ttl: str) -> None:
     finished = await run("listen", "--lease-ttl", ttl, CHANNEL, env=base_env())
     assert finished.code == ExitCode.USAGE
     assert "argument --lease-ttl: " in finished.stderr
+
+
+async def test_a_stopped_replica_hands_over_at_once(
+    emulator: SalesforceEmulator, redis_server: RedisServer
+) -> None:
+    env = emulator_env(emulator)
+    # A ttl far longer than the handover may take: the lease must be released, not expire.
+    slow = ("--lease-ttl", "30")
+    async with command(*replica_args(redis_server), *slow, env=env) as first:
+        await wait_subscribed(emulator, CHANNEL)
+        async with command(*replica_args(redis_server), *slow, env=env) as second:
+            published = emulator.publish(CHANNEL, {"Name": "before"})
+            assert await first.events(1) == [published]
+            await wait_stored(redis_server, published)
+            first.process.send_signal(signal.SIGTERM)
+            stopped = await first.finish()
+            following = emulator.publish(CHANNEL, {"Name": "after"})
+            # Read within STEP (8 s), far less than the ttl.
+            assert await second.events(1) == [following]
+    assert stopped.code == ExitCode.SIGTERM
+    assert stopped.stdout == ""
+
+
+class RestartableRedis:
+    """A redis-server on a fixed port of 127.0.0.1 that keeps its data across restarts."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [require_tool("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", str(self.directory), "--save", "", "--appendonly", "yes",
+             "--appendfsync", "always"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + STEP
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=STEP)
+            self.process = None
+
+
+async def read_events(replicas: list[Command], count: int) -> list[list[dict[str, Any]]]:
+    """Read lines from every replica until *count* were printed in all; what each printed."""
+    printed: list[list[dict[str, Any]]] = [[] for _ in replicas]
+    readers = {}
+    for index, replica in enumerate(replicas):
+        assert replica.process.stdout is not None
+        readers[asyncio.ensure_future(replica.process.stdout.readline())] = index
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STEP
+    try:
+        while sum(map(len, printed)) < count:
+            done, _ = await asyncio.wait(
+                readers, timeout=deadline - loop.time(), return_when=asyncio.FIRST_COMPLETED
+            )
+            assert done, f"{sum(map(len, printed))} of {count} events within {STEP} s"
+            for reader in done:
+                index = readers.pop(reader)
+                line = reader.result()
+                assert line, f"replica {index} closed its stdout"
+                printed[index].append(json.loads(line))
+                stdout = replicas[index].process.stdout
+                assert stdout is not None
+                readers[asyncio.ensure_future(stdout.readline())] = index
+    finally:
+        for reader in readers:
+            reader.cancel()
+    return printed
+
+
+async def test_replicas_go_on_after_redis_restarts(
+    emulator: SalesforceEmulator, tmp_path: Path
+) -> None:
+    redis = RestartableRedis(tmp_path)
+    redis.start()
+    try:
+        env = emulator_env(emulator)
+        args = (
+            "listen", "--allow-insecure-http", "-v", "--replay-store", redis.url,
+            "--lease", redis.url, "--lease-name", NAME, "--lease-ttl", TTL, CHANNEL,
+        )  # fmt: skip
+        async with command(*args, env=env) as first, command(*args, env=env) as second:
+            await wait_subscribed(emulator, CHANNEL)
+            before = emulator.publish(CHANNEL, {"Name": "before"})
+            assert sorted(await read_events([first, second], 1), key=len) == [[], [before]]
+
+            redis.stop()
+            await asyncio.sleep(float(TTL) * 2)
+            redis.start()
+            # Whichever replica holds the lease now prints what follows, from the store.
+            await wait_subscribed(emulator, CHANNEL)
+            after = [emulator.publish(CHANNEL, {"Name": f"after{i}"}) for i in range(3)]
+            printed = await read_events([first, second], 3)
+            assert first.process.returncode is None and second.process.returncode is None
+            for replica in (first, second):
+                replica.process.send_signal(signal.SIGTERM)
+            finished = [await first.finish(), await second.finish()]
+    finally:
+        redis.stop()
+    # One replica printed them all, in order: none lost, none twice.
+    assert sorted(printed, key=len) == [[], after]
+    assert [result.code for result in finished] == [ExitCode.SIGTERM] * 2
+    assert all(result.stdout == "" for result in finished)
+
+
+async def test_a_store_that_cannot_reach_redis_hands_over(
+    emulator: SalesforceEmulator, tmp_path: Path
+) -> None:
+    redis = RestartableRedis(tmp_path)
+    redis.start()
+    try:
+        env = emulator_env(emulator)
+        # Longer than Redis is away: the lease itself is not lost, the store fails.
+        args = (
+            "listen", "--allow-insecure-http", "-v", "--replay-store", redis.url,
+            "--lease", redis.url, "--lease-name", NAME, "--lease-ttl", "3", CHANNEL,
+        )  # fmt: skip
+        async with command(*args, env=env) as first:
+            await wait_subscribed(emulator, CHANNEL)
+            async with command(*args, env=env) as second:
+                before = emulator.publish(CHANNEL, {"Name": "before"})
+                assert await first.events(1) == [before]
+                await wait_stored_at(redis.url, before)
+                redis.stop()
+                during = emulator.publish(CHANNEL, {"Name": "during"})
+                assert await first.events(1) == [during]
+                redis.start()
+                # Its marker could not be stored: the next holder prints it again.
+                printed = await read_events([first, second], 1)
+                assert sum(map(len, printed)) == 1
+                assert [event for events in printed for event in events] == [during]
+                await wait_stored_at(redis.url, during)
+                after = emulator.publish(CHANNEL, {"Name": "after"})
+                assert [event for events in await read_events([first, second], 1)
+                        for event in events] == [after]  # fmt: skip
+                for replica in (first, second):
+                    replica.process.send_signal(signal.SIGTERM)
+                stopped = await first.finish()
+                await second.finish()
+    finally:
+        redis.stop()
+    assert stopped.code == ExitCode.SIGTERM
+    assert any(
+        line.startswith(f"lost lease 'aiosfstream:lease:{NAME}': ") and "Redis" in line
+        for line in stopped.cli_log()
+    ), stopped.log
