@@ -12,10 +12,13 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiosfstream.stores import SQLiteReplayStorage
 from aiosfstream.testing import DEFAULT_CREDENTIALS, SalesforceEmulator
+
+if TYPE_CHECKING:
+    from aiosfstream.testing.pubsub import PubSubEmulator
 
 CHANNEL = "/topic/Orders"
 CDC_CHANNEL = "/data/AccountChangeEvent"
@@ -176,3 +179,19 @@ async def stored_replay_id(path: Path, channel: str) -> int | bytes | None:
     async with SQLiteReplayStorage(path) as storage:
         marker = await storage.get_replay_marker(channel)
     return None if marker is None else marker.replay_id
+
+
+def pubsub_args(pubsub: PubSubEmulator, *args: str) -> tuple[str, ...]:
+    """``listen`` through *pubsub* (plaintext), logging in to its org."""
+    return ("listen", "--allow-insecure-http", "--pubsub", "--pubsub-plaintext",
+            "--pubsub-endpoint", pubsub.endpoint, *args)  # fmt: skip
+
+
+async def wait_streaming(pubsub: PubSubEmulator, *topics: str) -> None:
+    """Wait until an open Subscribe stream of each of *topics* asks for events."""
+
+    async def streaming() -> bool:
+        asking = {s.topic for s in pubsub.stats() if s.open and s.requested_total > 0}
+        return set(topics) <= asking
+
+    await wait_until(streaming, f"no stream of {topics}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,31 +14,9 @@ from aiosfstream.testing import SalesforceEmulator
 from aiosfstream.testing.pubsub import CDC_TOPIC, PLATFORM_EVENT_TOPIC, PubSubEmulator
 from tests.stores.conftest import RedisServer
 
-from .support import base_env, command, emulator_env, run, wait_until
+from .support import base_env, command, emulator_env, pubsub_args, run, wait_streaming
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
-
-
-@pytest.fixture
-async def pubsub(emulator: SalesforceEmulator) -> AsyncIterator[PubSubEmulator]:
-    async with PubSubEmulator(emulator) as server:
-        yield server
-
-
-def listen_args(pubsub: PubSubEmulator, *args: str) -> tuple[str, ...]:
-    """``listen`` through *pubsub*, logging in to its org."""
-    return ("listen", "--allow-insecure-http", "--pubsub", "--pubsub-plaintext",
-            "--pubsub-endpoint", pubsub.endpoint, *args)  # fmt: skip
-
-
-async def wait_streaming(pubsub: PubSubEmulator, *topics: str) -> None:
-    """Wait until a Subscribe stream of each of *topics* is open and asks for events."""
-
-    async def streaming() -> bool:
-        asking = {s.topic for s in pubsub.stats() if s.open and s.requested_total > 0}
-        return set(topics) <= asking
-
-    await wait_until(streaming, f"no stream of {topics}")
 
 
 def order(number: int) -> dict[str, Any]:
@@ -49,7 +26,7 @@ def order(number: int) -> dict[str, Any]:
 async def test_listen_prints_the_published_events_in_order(
     emulator: SalesforceEmulator, pubsub: PubSubEmulator
 ) -> None:
-    args = listen_args(pubsub, "--count", "6", PLATFORM_EVENT_TOPIC, CDC_TOPIC)
+    args = pubsub_args(pubsub, "--count", "6", PLATFORM_EVENT_TOPIC, CDC_TOPIC)
     async with command(*args, env=emulator_env(emulator)) as running:
         await wait_streaming(pubsub, PLATFORM_EVENT_TOPIC, CDC_TOPIC)
         orders = [pubsub.publish(PLATFORM_EVENT_TOPIC, order(i)) for i in range(4)]
@@ -75,7 +52,7 @@ async def test_verbose_names_the_pubsub_endpoint(
     emulator: SalesforceEmulator, pubsub: PubSubEmulator
 ) -> None:
     first = pubsub.publish(PLATFORM_EVENT_TOPIC, order(1))
-    args = listen_args(pubsub, "-v", "--replay", "all", "--count", "1", PLATFORM_EVENT_TOPIC)
+    args = pubsub_args(pubsub, "-v", "--replay", "all", "--count", "1", PLATFORM_EVENT_TOPIC)
     finished = await run(*args, env=emulator_env(emulator))
     assert finished.code == ExitCode.OK
     assert [event["replay_id"] for event in finished.events] == [first.hex()]
@@ -111,7 +88,7 @@ async def test_replay_store_resumes_with_bytes_ids(
     store = str(tmp_path / "replay.db") if kind == "sqlite" else redis_server.url
     stored = stored_sqlite if kind == "sqlite" else stored_redis
     env = emulator_env(emulator)
-    args = listen_args(pubsub, "--replay-store", store)
+    args = pubsub_args(pubsub, "--replay-store", store)
     async with command(*args, "--count", "2", PLATFORM_EVENT_TOPIC, env=env) as first:
         await wait_streaming(pubsub, PLATFORM_EVENT_TOPIC)
         published = [pubsub.publish(PLATFORM_EVENT_TOPIC, order(i)) for i in range(2)]
@@ -161,7 +138,7 @@ async def test_listen_emulator_pubsub_change_events() -> None:
 async def test_an_unknown_topic_is_refused_by_the_server(
     emulator: SalesforceEmulator, pubsub: PubSubEmulator
 ) -> None:
-    finished = await run(*listen_args(pubsub, "/event/Nope__e"), env=emulator_env(emulator))
+    finished = await run(*pubsub_args(pubsub, "/event/Nope__e"), env=emulator_env(emulator))
     assert finished.code == ExitCode.SERVER
     assert finished.stderr.startswith("aiosfstream: Salesforce refused: ")
     assert "/event/Nope__e" in finished.stderr
@@ -226,7 +203,7 @@ async def test_an_expired_stored_id_fails_or_falls_back(
     emulator: SalesforceEmulator, pubsub: PubSubEmulator, tmp_path: Path
 ) -> None:
     env = emulator_env(emulator)
-    args = listen_args(pubsub, "--replay-store", str(tmp_path / "replay.db"))
+    args = pubsub_args(pubsub, "--replay-store", str(tmp_path / "replay.db"))
     pubsub.publish(PLATFORM_EVENT_TOPIC, order(1))
     # Purged unread: replaying after the first would lose it, so the stored id is refused.
     pubsub.publish(PLATFORM_EVENT_TOPIC, order(2))

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,10 +32,15 @@ from .support import (
     command,
     emulator_env,
     free_port,
+    pubsub_args,
     run,
+    wait_streaming,
     wait_subscribed,
     wait_until,
 )
+
+if TYPE_CHECKING:
+    from aiosfstream.testing.pubsub import PubSubEmulator
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -369,3 +374,35 @@ async def test_a_store_that_cannot_reach_redis_hands_over(
         line.startswith(f"lost lease 'aiosfstream:lease:{NAME}': ") and "Redis" in line
         for line in stopped.cli_log()
     ), stopped.log
+
+
+async def test_pubsub_replicas_hand_over(
+    emulator: SalesforceEmulator, pubsub: PubSubEmulator, redis_server: RedisServer
+) -> None:
+    from aiosfstream.testing.pubsub import PLATFORM_EVENT_TOPIC as TOPIC
+
+    env = emulator_env(emulator)
+    args = pubsub_args(
+        pubsub, "--replay-store", redis_server.url, "--lease", redis_server.url,
+        "--lease-name", NAME, "--lease-ttl", TTL, TOPIC,
+    )  # fmt: skip
+    async with command(*args, env=env) as first:
+        await wait_streaming(pubsub, TOPIC)
+        async with command(*args, env=env) as second:
+            published = [pubsub.publish(TOPIC, {"OrderNumber__c": f"n{i}"}) for i in range(2)]
+            assert [event["replay_id"] for event in await first.events(2)] == [
+                replay_id.hex() for replay_id in published
+            ]
+            await no_line_within(second, 0.5)
+
+            async def stored() -> bool:
+                async with RedisReplayStorage(redis_server.url) as storage:
+                    marker = await storage.get_replay_marker(TOPIC)
+                return marker is not None and marker.replay_id == published[-1]
+
+            await wait_until(stored, "the last replay id not stored")
+            first.process.send_signal(signal.SIGKILL)
+            following = [pubsub.publish(TOPIC, {"OrderNumber__c": f"m{i}"}) for i in range(2)]
+            assert [event["replay_id"] for event in await second.events(2)] == [
+                replay_id.hex() for replay_id in following
+            ]
