@@ -241,6 +241,19 @@ async def test_renewal_is_refused_to_a_former_holder(
         assert second.held
 
 
+async def test_a_refused_renewal_leaves_the_other_holders_expiry(
+    redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    async with RedisLease(redis_url, "orders", ttl=TTL, renew_every=0.1) as lease:
+        await lease.acquire()
+        await raw.set(lease.key, "other-holder:2", px=800)
+        lost = await asyncio.wait_for(lease.wait_lost(), SLACK)
+        assert "another replica holds it" in str(lost)
+        # A renewal would have set the expiry back to the ttl, 2000 ms.
+        assert await raw.get(lease.key) == "other-holder:2"
+        assert 0 < await raw.pttl(lease.key) <= 800
+
+
 async def test_redis_errors_shorter_than_the_ttl_are_retried(
     redis_server: RedisServer, raw: redis.asyncio.Redis
 ) -> None:
