@@ -133,9 +133,11 @@ class RedisLease(Lease):
     retried every *renew_every* until then.  :attr:`held` reads the clock itself, so it
     turns ``False`` on time even when the event loop was blocked past the deadline.
 
-    On Redis Cluster, the key and its counter share a slot only if *name* (or
-    *key_prefix*) has a hash tag, e.g. ``"{orders}"``; a fenced
-    :class:`~aiosfstream.stores.RedisReplayStorage` needs the same tag in its prefix.
+    The acquiring script touches the key and its counter, which Redis Cluster allows
+    only when both are in one hash slot: give *name* (or *key_prefix*) a hash tag, e.g.
+    ``"{orders}"``, and a fenced :class:`~aiosfstream.stores.RedisReplayStorage` the same
+    tag in its prefix.  The lease takes a :class:`redis.asyncio.Redis` client, not
+    redis-py's cluster client, so today that means one node that serves every slot.
     """
 
     def __init__(

@@ -256,11 +256,12 @@ class RedisReplayStorage(DurableStorage):
     with a longer id raises :exc:`~aiosfstream.exceptions.ReplayError` and is not stored.
     Bytes ids (Pub/Sub) are stored whole.
 
-    With a lease on Redis Cluster, each script touches a marker's key and the lease's key,
-    which Cluster accepts only when both are in one hash slot: put the same hash tag in
+    With a lease, each write's script touches a marker's key and the lease's key, which
+    Redis Cluster allows only when both are in one hash slot: put the same hash tag in
     both, e.g. ``key_prefix="aiosfstream:replay:{orders}:"`` here and a lease named
-    ``"{orders}"``.  A lease on another server or database is never found: every write
-    raises :exc:`~aiosfstream.exceptions.LeaseLost`.
+    ``"{orders}"``.  (The storage takes a :class:`redis.asyncio.Redis` client, not
+    redis-py's cluster client.)  A lease on another server or database is never found:
+    every write raises :exc:`~aiosfstream.exceptions.LeaseLost`.
     """
 
     _ids = IdRange(
