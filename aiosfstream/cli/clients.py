@@ -16,6 +16,7 @@ from aiosfstream.auth import AuthenticatorBase
 from aiosfstream.cli.errors import UsageError
 from aiosfstream.cli.settings import ListenSettings
 from aiosfstream.client import Client
+from aiosfstream.ha.lease import Lease
 from aiosfstream.replay import (
     ReplayMarker,
     ReplayMarkerStorage,
@@ -65,9 +66,16 @@ def _cometd_marker(message: Message) -> tuple[str, ReplayMarker | None]:
 
 
 def cometd_source(
-    settings: ListenSettings, authenticator: AuthenticatorBase, storage: ReplayMarkerStorage
+    settings: ListenSettings,
+    authenticator: AuthenticatorBase,
+    storage: ReplayMarkerStorage,
+    lease: Lease | None,
 ) -> EventSource:
-    """The CometD client of ``listen``; markers are stored by the command (MANUAL)."""
+    """The CometD client of ``listen``; markers are stored by the command (MANUAL).
+
+    :param lease: with ``--lease``: the client stops at once, with
+        :exc:`~aiosfstream.exceptions.LeaseLost`, when the lease is lost
+    """
     client = Client(
         authenticator,
         replay=storage,
@@ -75,6 +83,7 @@ def cometd_source(
         replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
         connection_timeout=settings.connection_timeout,
         api_version=settings.api_version,
+        lease=lease,
     )
 
     def connected_to() -> str:
@@ -88,8 +97,11 @@ def pubsub_source(
     authenticator: AuthenticatorBase,
     storage: ReplayMarkerStorage,
     address: PubSubAddress,
+    lease: Lease | None,
 ) -> EventSource:
     """The Pub/Sub client of ``listen --pubsub``; markers are stored by the command.
+
+    :param lease: as for :func:`cometd_source`
 
     :raises UsageError: the ``pubsub`` extra is not installed
     """
@@ -112,6 +124,7 @@ def pubsub_source(
             max_pending_count=MAX_REQUESTED * len(settings.channels),
             endpoint=address.endpoint or DEFAULT_ENDPOINT,
             ssl=False if address.plaintext else None,
+            lease=lease,
         )
     except ValueError as error:  # the endpoint is not host:port
         raise UsageError(f"--pubsub-endpoint: {error}") from None

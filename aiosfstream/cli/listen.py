@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import Callable
-from functools import partial
 
 from aiosfstream.cli.authenticator import build_authenticator
 from aiosfstream.cli.clients import EventSource, PubSubAddress, cometd_source, pubsub_source
@@ -20,7 +18,7 @@ from aiosfstream.cli.errors import ExitCode, IncompleteError
 from aiosfstream.cli.progress import Progress, Start
 from aiosfstream.cli.pubsub_emulator import running_pubsub_emulator
 from aiosfstream.cli.replay_store import open_replay_store, url_password
-from aiosfstream.cli.replica import check_held, open_lease, run_as_replica
+from aiosfstream.cli.replica import open_lease, run_as_replica
 from aiosfstream.cli.settings import LISTEN_DEMO_RATE, ListenSettings, LoginSettings
 from aiosfstream.cli.signals import Stopper
 from aiosfstream.cli.writer import JsonLinesWriter
@@ -93,9 +91,9 @@ async def _listen(
         async def session() -> ExitCode:
             nonlocal deadline_set
             if settings.pubsub:
-                source = pubsub_source(settings, authenticator, storage, address)
+                source = pubsub_source(settings, authenticator, storage, address, lease)
             else:
-                source = cometd_source(settings, authenticator, storage)
+                source = cometd_source(settings, authenticator, storage, lease)
             try:
                 progress.logging_in(login.flow, authenticator.token_url)
                 await source.client.open()
@@ -109,10 +107,7 @@ async def _listen(
                     # From the first subscriptions on, not from each replica's session.
                     stopper.stop_after(settings.timeout, _on_timeout(settings))
                     deadline_set = True
-                guard = None if lease is None else partial(check_held, lease)
-                return await _print_events(
-                    source, storage, settings, stopper, writer, progress, guard
-                )
+                return await _print_events(source, storage, settings, stopper, writer, progress)
             finally:
                 await source.client.close()
 
@@ -168,17 +163,10 @@ async def _print_events(
     stopper: Stopper,
     writer: JsonLinesWriter,
     progress: Progress,
-    guard: Callable[[], None] | None,
 ) -> ExitCode:
-    """Print events until ``--count`` or a stop.
-
-    :param guard: called before each event is printed; raises to print no more
-    """
     while settings.count is None or progress.events < settings.count:
         message = await source.client.receive()
         channel, marker = source.marker_of(message)
-        if guard is not None:
-            guard()
         # The marker is stored after the line is out: a stop in between replays the
         # event next time rather than losing it.
         with stopper.critical():

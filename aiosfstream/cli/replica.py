@@ -3,16 +3,15 @@
 A replica stands by until it acquires the lease, then logs in, subscribes from the shared
 replay store and prints events. When the lease is lost (another replica took it, or no
 renewal reached Redis within the ttl), or the shared store cannot reach Redis, it stops
-at once: the session is cancelled, its client disconnected, and no event is printed nor
-marker stored after that moment (the store is fenced by the lease, and each event is
-checked against the lease's own clock before it is printed). Then it stands by again.
+at once: the client, which holds the lease too, hands over no event after that moment
+(it checks the lease's own clock at each one, so a pause past the ttl is caught) and
+ends its stream, and the store is fenced by the lease. Then it stands by again.
 A session that ends for another reason (``--count``, ``--timeout``, a signal, another
 error) ends the command as without a lease.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from aiosfstream.exceptions import LeaseLost, ReplayError
 if TYPE_CHECKING:
     from aiosfstream.ha import RedisLease
 
-__all__ = ["check_held", "open_lease", "run_as_replica"]
+__all__ = ["open_lease", "run_as_replica"]
 
 #: One session of the command: log in, subscribe, print events; its exit status.
 Session = Callable[[], Coroutine[Any, Any, Any]]
@@ -50,44 +49,32 @@ async def open_lease(settings: LeaseSettings) -> AsyncIterator[RedisLease]:
         yield lease
 
 
-def check_held(lease: RedisLease) -> None:
-    """Raise :exc:`LeaseLost` unless *lease* is held by its own clock.
-
-    A replica paused past the ttl (SIGSTOP, a long GC, a frozen VM) may find events
-    waiting when it resumes, before its renewal task learnt the lease is gone.
-    """
-    if not lease.held:
-        raise LeaseLost(f"lease {lease.key!r} is no longer held by this replica")
-
-
 async def run_as_replica(lease: RedisLease, session: Session) -> Any:
     """Run *session* each time *lease* is acquired, until one ends without losing it.
 
+    The session's client holds the lease too: it raises
+    :exc:`~aiosfstream.exceptions.LeaseLost` the moment the lease is lost, and gives
+    the lease up when it closes.
+
     :return: what that *session* returned
-    :raises Exception: what that *session* raised
+    :raises Exception: what that *session* raised, but for a lost lease
     """
     while True:
         LOGGER.info("standing by: waiting for lease %r", lease.key)
         # No timeout: waiting while another replica holds the lease is a standby's job.
         token = await lease.acquire()
         LOGGER.info("active: holding lease %r (fencing token %d)", lease.key, token)
-        running = asyncio.ensure_future(session())
-        lost = asyncio.ensure_future(lease.wait_lost())
         try:
-            await asyncio.wait({running, lost}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            # Also when the command itself is stopped while waiting here.
-            lost.cancel()
-            running.cancel()
-            await asyncio.wait({running})
-        failure = None if running.cancelled() else running.exception()
-        if not running.cancelled() and not _stands_down_for(failure):
-            return running.result()
-        LOGGER.info("lost lease %r: %s", lease.key, failure or lost.result())
+            return await session()
+        except (LeaseLost, ReplayError) as failure:
+            if not _stands_down_for(failure):
+                raise
+            LOGGER.info("lost lease %r: %s", lease.key, failure)
+        # Given up already if the session's client closed while holding it.
         await lease.release()
 
 
-def _stands_down_for(failure: BaseException | None) -> bool:
+def _stands_down_for(failure: Exception) -> bool:
     """Whether a session that ended with *failure* hands over rather than ends the command.
 
     That is a lost lease, and a shared store that Redis cannot be reached for: this

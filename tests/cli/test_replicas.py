@@ -287,7 +287,9 @@ async def read_events(replicas: list[Command], count: int) -> list[list[dict[str
             for reader in done:
                 index = readers.pop(reader)
                 line = reader.result()
-                assert line, f"replica {index} closed its stdout"
+                if not line:
+                    ended = await replicas[index].finish()
+                    raise AssertionError(f"replica {index} exited {ended.code}: {ended.stderr}")
                 printed[index].append(json.loads(line))
                 stdout = replicas[index].process.stdout
                 assert stdout is not None
