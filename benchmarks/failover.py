@@ -51,7 +51,7 @@ def report(run: FailoverRun) -> str:
         f"{len(run.printed)} printed, lost {len(run.lost)}",
         f"SIGKILL of the active -> first event of the new active: {run.failover_after_kill:.2f} s",
         f"SIGSTOP of the active -> first event of the next one:   {run.failover_after_stop:.2f} s",
-        f"Redis restarted -> next event printed:                  {run.pause_after_restart:.2f} s",
+        f"Redis restarted: the longest wait for the next event:   {run.stall_after_restart:.2f} s",
         f"target: under ttl + {TARGET_SLACK:g} s = {target:g} s: "
         + ("met" if max(run.failover_after_kill, run.failover_after_stop) < target else "NOT met"),
         f"lease acquisitions: {run.acquisitions}; re-deliveries in all: {len(run.redeliveries())}",
@@ -61,8 +61,8 @@ def report(run: FailoverRun) -> str:
         for old, new, count in handovers
     ]
     lines.append(
-        f"marker writes seen by MONITOR: {len(run.writes)}, write scripts that wrote "
-        f"nothing: {run.unwritten}"
+        f"marker writes seen by MONITOR: {len(run.writes)}; refused by the fence: "
+        f"{len(run.refused)} (fencing tokens {sorted(set(run.refused))})"
     )
     return "\n".join(lines)
 

@@ -106,17 +106,24 @@ _ARGUMENT = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _MONITOR_LINE = re.compile(r"^\+(\d+\.\d+) \[\d+ ([^\]]+)\] (.*)$")
 
 
-def marker_writes(monitor_lines: list[str]) -> tuple[list[MarkerWrite], int]:
-    """The marker writes in *monitor_lines*, and how many write scripts wrote nothing.
+def marker_writes(monitor_lines: list[str]) -> tuple[list[MarkerWrite], list[int]]:
+    """The marker writes in *monitor_lines*, and the tokens of the writes the fence refused.
 
     Redis lists a script's own commands (client ``lua``) right after the script's call,
-    so each HSET of the marker belongs to the call before it, whose last argument is the
-    holder value (random id, colon, fencing token) the storage sent.
+    so each command of the storage's script belongs to the call before it, whose last
+    argument is the holder value (random id, colon, fencing token) the storage sent.  A
+    refused write runs the GET of the lease's key and nothing more; a marker that is not
+    newer runs an HMGET too, and no HSET.
     """
     writes: list[MarkerWrite] = []
-    unwritten = 0
+    refused: list[int] = []
     token: int | None = None  # of the write script being read, None outside one
-    written = False
+    script: list[str] = []  # the commands it ran so far
+
+    def end_of_script() -> None:
+        if token is not None and script == ["GET"]:
+            refused.append(token)
+
     for line in monitor_lines:
         match = _MONITOR_LINE.match(line)
         if match is None:
@@ -124,20 +131,18 @@ def marker_writes(monitor_lines: list[str]) -> tuple[list[MarkerWrite], int]:
         at, client, rest = float(match[1]), match[2], match[3]
         words = _ARGUMENT.findall(rest)
         if client == "lua":
+            script.append(words[0])
             if token is not None and words[:2] == ["HSET", MARKER_KEY]:
                 replay_id = int(words[words.index("replay_id") + 1])
                 writes.append(MarkerWrite(token, replay_id, at))
-                written = True
             continue
-        if token is not None and not written:
-            unwritten += 1
+        end_of_script()
         # The storage's script: EVALSHA sha 2 <marker> <lease> date id sort_date mode holder.
         is_write = len(words) == 10 and words[0].lower() == "evalsha" and words[3] == MARKER_KEY
         token = int(words[9].rpartition(":")[2]) if is_write else None
-        written = False
-    if token is not None and not written:
-        unwritten += 1
-    return writes, unwritten
+        script = []
+    end_of_script()
+    return writes, refused
 
 
 class RedisMonitor:
@@ -206,8 +211,8 @@ class FailoverRun:
     #: The replay id stored when Redis had just started again.
     marker_after_restart: int | None = None
     writes: list[MarkerWrite] = dataclasses.field(default_factory=list)
-    #: Marker write scripts that wrote nothing (not newer, or refused by the fence).
-    unwritten: int = 0
+    #: The fencing tokens of the marker writes the fence refused.
+    refused: list[int] = dataclasses.field(default_factory=list)
     #: Each replica's exit.
     finished: list[Finished] = dataclasses.field(default_factory=list)
 
@@ -245,9 +250,11 @@ class FailoverRun:
         return self.first_after(self.stopped_at, besides=self.stopped).read_at - self.stopped_at
 
     @property
-    def pause_after_restart(self) -> float:
-        """Seconds from Redis starting again to the next event printed."""
-        return self.first_after(self.redis_started_at, besides=-1).read_at - self.redis_started_at
+    def stall_after_restart(self) -> float:
+        """The longest wait for the next event from the moment Redis was stopped on."""
+        moments = [self.redis_stopped_at]
+        moments += [p.read_at for p in self.printed if p.read_at > self.redis_stopped_at]
+        return max(later - earlier for earlier, later in itertools.pairwise(moments))
 
     @property
     def lost(self) -> list[int]:
@@ -386,7 +393,7 @@ async def run_failover(
                 replica.process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(asyncio.gather(*readers), step)
         run.finished = [await replica.finish() for replica in replicas]
-    run.writes, run.unwritten = marker_writes(monitor.lines)
+    run.writes, run.refused = marker_writes(monitor.lines)
     return run
 
 
