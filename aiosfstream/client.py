@@ -191,7 +191,7 @@ class Client(cometd_client.Client):
         # a new session can resume them even before they deliver anything.
         self._positioned: set[str] = set()
         # AUTOMATIC policy: the messages handed over whose markers are not stored yet.
-        self._handed = HandedOver()
+        self._handed = HandedOver(AUTOMATIC_STORE_INTERVAL)
         #: The lease of a replica, or ``None``.
         self.lease = lease
         self._guard = guard
@@ -241,13 +241,16 @@ class Client(cometd_client.Client):
         await self._close()
 
     async def receive(self) -> Message:
-        """Return the next event; with the AUTOMATIC policy, store its replay marker.
+        """Return the next event; with the AUTOMATIC policy, first store the marker of the
+        events returned before.
 
-        While the consumer keeps up, each marker is stored as its message is handed
-        over. When messages are waiting, markers are stored at most
-        :data:`AUTOMATIC_STORE_INTERVAL` messages apart, and always once the queue runs
-        dry and on :meth:`close`: a crash then replays at most that many messages.
+        Asking for the next event says the previous one is done with: its marker is
+        stored before this call waits for more, and on :meth:`close`. While events are
+        waiting, markers are stored every :data:`AUTOMATIC_STORE_INTERVAL` events; a
+        crash then delivers those again, and the event being processed.
         """
+        if self._handed.due(queue_empty=not self._queue):
+            await self._store_handed()
         try:
             message = await super().receive()
         except AiosfstreamException:
@@ -263,14 +266,7 @@ class Client(cometd_client.Client):
             await self._lose_lease(self._guard.lost)
             raise self._guard.lost
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
-            await self._handed.hand(
-                message["channel"],
-                message,
-                self.replay_storage,
-                _markers_to_store,
-                store_now=self._handed.count + 1 >= AUTOMATIC_STORE_INTERVAL or not self._queue,
-                put_back=lambda: self._push_back(message),
-            )
+            self._handed.hand(message["channel"], message)
         return message
 
     async def _store_handed(self) -> None:

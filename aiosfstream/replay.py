@@ -810,49 +810,35 @@ class HandedOver:
     """The AUTOMATIC policy's bookkeeping, shared by the CometD and Pub/Sub clients.
 
     Keeps the last message handed over per channel (or topic) whose marker is not
-    stored yet, and how many were handed over since the last store.
+    stored yet, and how many were handed over since the last store.  A message's marker
+    is stored once the consumer asks for the next message, which says it is done with
+    this one: a crash while it is being processed delivers it again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval: int) -> None:
         self.last: dict[str, Message] = {}
         self.count = 0
+        self._interval = interval
 
-    async def hand(
-        self,
-        key: str,
-        message: Message,
-        storage: ReplayMarkerStorage,
-        markers: Callable[[dict[str, Message]], dict[str, ReplayMarker]],
-        *,
-        store_now: bool,
-        put_back: Callable[[], None],
-    ) -> None:
-        """Count *message* as handed over; store every pending marker if *store_now*.
-
-        If the store fails, the message is not handed over after all: *put_back* puts
-        it first in line again, and the error propagates.
-        """
-        previous = self.last.get(key)
+    def hand(self, key: str, message: Message) -> None:
+        """Count *message*, of channel or topic *key*, as handed over."""
         self.last[key] = message
         self.count += 1
-        if not store_now:
-            return
-        try:
-            await self.store(storage, markers)
-        except BaseException:
-            if previous is None:
-                self.last.pop(key, None)
-            else:
-                self.last[key] = previous
-            put_back()
-            raise
+
+    def due(self, *, queue_empty: bool) -> bool:
+        """Whether the consumer's next request should store first: always before it
+        would wait for more, and every *interval* messages while messages are waiting."""
+        return bool(self.last) and (queue_empty or self.count >= self._interval)
 
     async def store(
         self,
         storage: ReplayMarkerStorage,
         markers: Callable[[dict[str, Message]], dict[str, ReplayMarker]],
     ) -> None:
-        """Store the marker of the last message handed over on each key, together."""
+        """Store the marker of the last message handed over on each key, together.
+
+        If the store fails, every marker stays pending for the next attempt.
+        """
         if not self.last:
             return
         handed = dict(self.last)

@@ -333,7 +333,7 @@ class PubSubClient:
         self._topic_schemas: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
         # AUTOMATIC policy: the messages handed over whose markers are not stored yet.
-        self._handed = HandedOver()
+        self._handed = HandedOver(AUTOMATIC_STORE_INTERVAL)
         # The replay id of the last message handed over per topic (MANUAL policy: a
         # keepalive may move the marker only once the user stored that one).
         self._last_handed: dict[str, bytes] = {}
@@ -493,7 +493,8 @@ class PubSubClient:
 
     async def receive(self) -> Message:
         """Return the next event, waiting for one if needed; with the AUTOMATIC policy,
-        store its replay marker.
+        first store the markers of the events returned before (as
+        :meth:`aiosfstream.Client.receive` does).
 
         Raises :class:`~aiosfstream.exceptions.TransportTimeoutError` when a stream was
         lost for longer than ``connection_timeout``, and
@@ -502,6 +503,8 @@ class PubSubClient:
         """
         if self._queue is None:
             raise ClientInvalidOperation("the client is not open; call open() first")
+        if self._handed.due(queue_empty=not self._queue):
+            await self._store_handed()
         message = self._queue.get_nowait()
         if message is None:
             message = await self._queue.get()
@@ -517,21 +520,7 @@ class PubSubClient:
         self._top_up()
         self._last_handed[topic] = message["replay_id"]
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
-
-            def put_back() -> None:
-                assert self._queue is not None
-                self._queue.push_front(message)
-                if stream is not None:
-                    stream.queued += 1
-
-            await self._handed.hand(
-                topic,
-                message,
-                self.replay_storage,
-                _markers_of,
-                store_now=self._handed.count + 1 >= AUTOMATIC_STORE_INTERVAL or not self._queue,
-                put_back=put_back,
-            )
+            self._handed.hand(topic, message)
         return message
 
     def __aiter__(self) -> PubSubClient:

@@ -30,15 +30,33 @@ async def test_markers_are_stored_every_interval_while_behind(
         await client.subscribe(CHANNEL)
         ids = publish(emulator, *(f"e{index}" for index in range(total)))
         await wait_for_pending(client, total)
-        for _ in range(AUTOMATIC_STORE_INTERVAL - 1):
+        for _ in range(AUTOMATIC_STORE_INTERVAL):
             await client.receive()
         assert CHANNEL not in replay  # behind: not stored yet
-        await client.receive()
+        await client.receive()  # asking for one more: the first ones are done with
         assert replay[CHANNEL].replay_id == ids[AUTOMATIC_STORE_INTERVAL - 1]
-        for _ in range(total - AUTOMATIC_STORE_INTERVAL):
+        for _ in range(total - AUTOMATIC_STORE_INTERVAL - 1):
             await client.receive()
-        # The queue ran dry: everything handed over is stored.
+        assert replay[CHANNEL].replay_id == ids[2 * AUTOMATIC_STORE_INTERVAL - 1]
+        # The queue ran dry: asking for more stores everything handed over first.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.receive(), 0.3)
         assert replay[CHANNEL].replay_id == ids[-1]
+
+
+async def test_the_message_being_processed_is_not_stored_yet(
+    emulator: SalesforceEmulator,
+) -> None:
+    # A crash while the message is processed delivers it again: at least once.
+    replay: dict[str, ReplayMarker] = {}
+    async with make_client(emulator, replay=replay) as client:
+        await client.subscribe(CHANNEL)
+        (first,) = publish(emulator, "a")
+        assert name_of(await asyncio.wait_for(client.receive(), 10)) == "a"
+        assert CHANNEL not in replay
+        publish(emulator, "b")
+        assert name_of(await asyncio.wait_for(client.receive(), 10)) == "b"
+        assert replay[CHANNEL].replay_id == first  # a is done with; b is not yet
 
 
 async def test_close_stores_what_was_handed_over(emulator: SalesforceEmulator) -> None:
@@ -64,17 +82,20 @@ class FlakyMapping(dict[str, Any]):
         super().__setitem__(key, value)
 
 
-async def test_a_failed_store_keeps_the_message_for_the_next_receive(
+async def test_a_failed_store_is_raised_by_the_next_receive_and_retried(
     emulator: SalesforceEmulator,
 ) -> None:
     replay = FlakyMapping()
     async with make_client(emulator, replay=replay) as client:
         await client.subscribe(CHANNEL)
-        (replay_id,) = publish(emulator, "a")
+        (first,) = publish(emulator, "a")
+        assert name_of(await asyncio.wait_for(client.receive(), 10)) == "a"
         replay.broken = True
+        # Asking for more stores a's marker first, which fails: the error is raised and
+        # the marker stays pending.
         with pytest.raises(OSError, match="disk full"):
             await asyncio.wait_for(client.receive(), 10)
         replay.broken = False
-        message = await asyncio.wait_for(client.receive(), 10)
-        assert name_of(message) == "a"
-        assert replay[CHANNEL].replay_id == replay_id
+        publish(emulator, "b")
+        assert name_of(await asyncio.wait_for(client.receive(), 10)) == "b"
+        assert replay[CHANNEL].replay_id == first

@@ -385,13 +385,16 @@ async def test_manual_policy_stores_only_what_the_user_confirms(
     assert replay[CHANNEL].replay_id == second
 
 
-async def test_automatic_policy_stores_on_receive(emulator: SalesforceEmulator) -> None:
+async def test_automatic_policy_stores_once_the_message_is_done_with(
+    emulator: SalesforceEmulator,
+) -> None:
     replay: dict[str, Any] = {}
     async with make_client(emulator, replay=replay) as client:
         await client.subscribe(CHANNEL)
         (replay_id,) = publish(emulator, "a")
         await names(client, 1)
-        assert replay[CHANNEL].replay_id == replay_id
+        assert CHANNEL not in replay  # being processed
+    assert replay[CHANNEL].replay_id == replay_id  # close() stored it
 
 
 # -- Authentication -----------------------------------------------------------------------

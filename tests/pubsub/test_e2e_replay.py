@@ -111,6 +111,10 @@ async def test_a_keepalive_does_not_move_the_position_past_events_still_queued(
             await asyncio.sleep(0.5)  # keepalives arrive while 3 events wait
             assert ORDER_TOPIC not in storage
             await receive_numbers(client, 3)
+            assert ORDER_TOPIC not in storage  # the third is being processed
+            # Asking for more says it is done with: its marker is stored before the wait.
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.receive(), 0.3)
             assert storage[ORDER_TOPIC].replay_id == ids[2]
 
 

@@ -162,6 +162,9 @@ async def test_the_fenced_store_refuses_a_former_holder(
             await client.subscribe(CHANNEL)
             (first,) = publish(channel_emulator, "a")
             await asyncio.wait_for(client.receive(), WAIT)
+            # Asking for more stores the marker of "a", through the fenced store.
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(client.receive(), 0.3)
             marker = await storage.get_replay_marker(CHANNEL)
             assert marker is not None and marker.replay_id == first
             await steal(raw, lease)
