@@ -128,6 +128,8 @@ class LongPollingTransport(Transport):
                 f"max_response_bytes ({limit} bytes); not read",
                 limit,
             )
+        # A compressed body is counted decoded: its announced length tells nothing then.
+        complete_at = None if "Content-Encoding" in response.headers else declared
         decoder = ArrayDecoder(self._loads)
         expects_json = "json" in response.content_type
         content = response.content
@@ -158,7 +160,9 @@ class LongPollingTransport(Transport):
                         f"(HTTP {response.status})",
                         response.status,
                     )
-            final = not chunk or content.at_eof()
+            # A body of a known length is complete once that much came: one decode
+            # of the whole, rather than a cut now and the rest at the end of the stream.
+            final = not chunk or size == complete_at or content.at_eof()
             messages = decoder.decode(chunk, final=final)
             if messages:
                 checked = validate_payload(messages)
