@@ -1,9 +1,10 @@
 """aiosfstream: an asyncio client for the Salesforce Streaming API.
 
 The package re-exports the public names of :mod:`aiosfstream.auth`,
-:mod:`aiosfstream.client`, :mod:`aiosfstream.replay` and :mod:`aiosfstream.stores`, except
-their module-level constants: settings such as ``aiosfstream.auth.TOKEN_URL`` are read from
-their module, so they are used, and assigned, there.
+:mod:`aiosfstream.client`, :mod:`aiosfstream.ha`, :mod:`aiosfstream.replay` and
+:mod:`aiosfstream.stores`, except their module-level constants: settings such as
+``aiosfstream.auth.TOKEN_URL`` are read from their module, so they are used, and
+assigned, there.
 """
 
 import logging
@@ -23,6 +24,7 @@ from aiosfstream.auth import (
     parse_token_response,
 )
 from aiosfstream.client import Client, ReplayParameter, SalesforceStreamingClient
+from aiosfstream.ha import Lease, LeaseLost, RedisLease
 from aiosfstream.replay import (
     ConstantReplayId,
     DefaultMappingStorage,
@@ -55,6 +57,10 @@ __all__ = [  # noqa: RUF022
     "Client",
     "ReplayParameter",
     "SalesforceStreamingClient",
+    # aiosfstream.ha
+    "Lease",
+    "LeaseLost",
+    "RedisLease",
     # aiosfstream.replay
     "ConstantReplayId",
     "DefaultMappingStorage",

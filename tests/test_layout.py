@@ -90,7 +90,13 @@ def test_every_module_declares_existing_names(name: str) -> None:
 #: a trap (assigning ``aiosfstream.TOKEN_URL`` would change nothing).  Not re-exported:
 #: ``exceptions`` (imported as a module), ``policy``, ``typing``, ``cli``, ``testing``
 #: and ``cometd``.
-REEXPORTED = ["aiosfstream.auth", "aiosfstream.client", "aiosfstream.replay", "aiosfstream.stores"]
+REEXPORTED = [
+    "aiosfstream.auth",
+    "aiosfstream.client",
+    "aiosfstream.ha",
+    "aiosfstream.replay",
+    "aiosfstream.stores",
+]
 
 
 def reexported_names() -> list[str]:

@@ -139,6 +139,10 @@ class RedisConnection(NamedTuple):
     error: type[Exception]
 
 
+#: Seconds a Redis connection or command created from a URL may take before it fails.
+REDIS_TIMEOUT = 10.0
+
+
 def connect_redis(url_or_client: object, owner: str) -> RedisConnection:
     """A client for *url_or_client*, a Redis URL or a :class:`redis.asyncio.Redis` client.
 
@@ -150,6 +154,9 @@ def connect_redis(url_or_client: object, owner: str) -> RedisConnection:
     """
     try:
         import redis.asyncio as redis_asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+        from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import RedisError
     except ImportError as error:
         hint = f"{owner} needs redis-py; install it with: pip install 'aiosfstream[redis]'"
@@ -157,7 +164,19 @@ def connect_redis(url_or_client: object, owner: str) -> RedisConnection:
     if isinstance(url_or_client, str):
         where = _public_url(url_or_client)
         try:
-            client = redis_asyncio.Redis.from_url(url_or_client)
+            client = redis_asyncio.Redis.from_url(
+                url_or_client,
+                # A pooled connection that a restart of Redis closed fails the next
+                # command; one retry on a fresh connection hides that. Every command
+                # sent here (compare-and-set scripts, holder-checked renewals) can run
+                # twice without harm.
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError],
+                # No command waits forever on a server that accepts and never answers;
+                # the URL's own socket_timeout options take precedence.
+                socket_connect_timeout=REDIS_TIMEOUT,
+                socket_timeout=REDIS_TIMEOUT,
+            )
         except ValueError as error:
             # redis-py's messages do not quote the URL; ours shows it without secrets.
             raise ValueError(f"not a Redis URL: {where!r}: {error}") from None

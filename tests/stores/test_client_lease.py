@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aiosfstream import ReplayMarker
-from aiosfstream.exceptions import LeaseLost
+from aiosfstream import LeaseLost, ReplayMarker
 from aiosfstream.ha import RedisLease
 from aiosfstream.testing import SalesforceEmulator
 from tests.e2e.conftest import CHANNEL, make_client, name_of, publish
