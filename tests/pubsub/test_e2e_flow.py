@@ -63,3 +63,17 @@ async def test_two_topics_share_the_limit(org: Org) -> None:
         assert delivered(org) <= 10
         topics = [(await client.receive())["topic"] for _ in range(40)]
     assert topics.count(ORDER_TOPIC) == topics.count(ACCOUNT_TOPIC) == 20
+
+
+async def test_a_quiet_first_topic_does_not_starve_a_second_one(org: Org) -> None:
+    # The default limit of 100 is the server's maximum for one stream: the first topic
+    # asks for all of it, and the second must still be asked for events.
+    async with org.client() as client:
+        await client.subscribe(ORDER_TOPIC)  # stays quiet
+        await client.subscribe(ACCOUNT_TOPIC)
+        for n in range(20):
+            org.pubsub.publish(ACCOUNT_TOPIC, {"Name": f"A{n}"})
+        names = [
+            (await asyncio.wait_for(client.receive(), 5))["payload"]["Name"] for _ in range(20)
+        ]
+    assert names == [f"A{n}" for n in range(20)]
