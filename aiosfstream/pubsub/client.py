@@ -517,7 +517,11 @@ class PubSubClient:
         stream = self._streams.get(topic)
         if stream is not None:
             stream.queued -= 1
-        self._top_up()
+        # Once per half share of events taken, not on every one: nothing else frees room.
+        if self._budget.worth_granting(self._queued()):
+            self._top_up()
+        elif stream is not None and not stream.queued and not self._budget.outstanding(stream):
+            self._ask(stream)  # its last event is taken: it must not be left owing nothing
         self._last_handed[topic] = message["replay_id"]
         if self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC:
             self._handed.hand(topic, message)
@@ -747,16 +751,20 @@ class PubSubClient:
         The streams holding the least demand go first, so that freed room goes to a
         stream waiting to start rather than always to the first one subscribed.
         """
-        queued = self._queued()
         for stream in sorted(self._streams.values(), key=self._budget.outstanding):
-            if stream.requests is None:
-                if not stream.room.is_set():
-                    stream.granted += self._budget.grant(stream, queued)
-                    stream.room.set()
-                continue
-            wanted = self._budget.grant(stream, queued)
+            self._ask(stream)
+
+    def _ask(self, stream: _Stream) -> None:
+        """Ask *stream* for what the budget grants it now, if anything."""
+        wanted = self._budget.grant(stream, self._queued(), stream.queued)
+        if stream.requests is not None:
             if wanted:
                 stream.requests.ask(wanted)
+            return
+        # A call waiting to start takes the grant with its first request.
+        stream.granted += wanted
+        if wanted or not stream.room.is_set():
+            stream.room.set()
 
     async def _stop_streams(self, streams: list[_Stream]) -> None:
         for stream in streams:
@@ -764,6 +772,7 @@ class PubSubClient:
             self._budget.forget(stream)
             if stream.task is not None:
                 stream.task.cancel()
+        self._top_up()  # the others' shares grew, and the demand they held is free
         for stream in streams:
             if stream.task is not None and stream.task is not asyncio.current_task():
                 with contextlib.suppress(asyncio.CancelledError):
@@ -798,7 +807,7 @@ class PubSubClient:
         loop = asyncio.get_running_loop()
         began = loop.time()
         while True:
-            wanted = stream.granted or self._budget.grant(stream, self._queued())
+            wanted = stream.granted or self._budget.grant(stream, self._queued(), stream.queued)
             if wanted:
                 stream.granted = 0
                 stream.waited = loop.time() - began
@@ -873,6 +882,7 @@ class PubSubClient:
         logger.warning("subscription to %s ended: %s", stream.topic, error)
         self._streams.pop(stream.topic, None)
         self._budget.forget(stream)
+        self._top_up()
         if stream.settled.done():
             assert self._queue is not None
             self._queue.put_error(error)
@@ -948,7 +958,7 @@ class PubSubClient:
                     await self._store_keepalive(stream, response.latest_replay_id)
                 except Exception as error:  # only an optimisation: the stream goes on
                     logger.warning("keepalive position of %s not stored: %s", stream.topic, error)
-            self._top_up()
+            self._ask(stream)
             return
         batch: list[Message] = []
         for consumer_event in response.events:
@@ -979,8 +989,9 @@ class PubSubClient:
         self._queue.extend(batch)
         stream.queued += len(batch)
         stream.position = response.events[-1].replay_id
+        # Only this stream's demand fell: the room the others may use did not change.
         self._budget.received(stream, len(response.events))
-        self._top_up()
+        self._ask(stream)
 
     async def _store_keepalive(self, stream: _Stream, latest: bytes) -> None:
         """Move the stored position to a keepalive's, if nothing of the topic is pending.
