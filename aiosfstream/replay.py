@@ -238,7 +238,7 @@ def marker_from_message(message: Message) -> ReplayMarker:
     """Return the replay marker of an event message, from either client.
 
     For a CometD message the replay id is ``data.event.replayId`` for every event type;
-    for a Pub/Sub message (see :mod:`aiosfstream.pubsub.messages`) its ``replay_id``
+    for a Pub/Sub message (see :class:`~aiosfstream.pubsub.PubSubClient`) its ``replay_id``
     bytes.  The date is :meth:`ReplayMarkerStorage.get_message_date`, or ``""`` for an
     event without one.
 
