@@ -48,7 +48,7 @@ from aiosfstream.pubsub.errors import (
     from_rpc_error,
 )
 from aiosfstream.pubsub.flow import DemandBudget
-from aiosfstream.pubsub.messages import make_message, marker_of, utc_text
+from aiosfstream.pubsub.messages import make_message, marker_of, millis_text
 from aiosfstream.pubsub.policy import Decision, Reaction, Situation, Step, decide, reaction_to
 from aiosfstream.replay import (
     HandedOver,
@@ -1007,7 +1007,7 @@ class PubSubClient:
             if stored is None or stored.replay_id != handed:
                 return  # the user has not stored the last event handed over yet
         # Pub/Sub markers are ordered by when they are stored, not by date: "now" will do.
-        marker = ReplayMarker(utc_text(datetime.now(timezone.utc)), latest)
+        marker = ReplayMarker(millis_text(datetime.now(timezone.utc)), latest)
         self._guard.check()
         await self.replay_storage.store_marker(stream.topic, marker)
 

@@ -17,13 +17,13 @@ and ``diffFields`` hold field names, as CometD delivers them.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from aiosfstream.replay import ReplayMarker
+from aiosfstream.replay import ReplayMarker, marker_from_message
 from aiosfstream.typing import Message
 
-__all__ = ["event_date", "make_message", "marker_of", "utc_text"]
+__all__ = ["make_message", "marker_of", "millis_text"]
 
 
 def make_message(
@@ -39,41 +39,28 @@ def make_message(
     }
 
 
-def utc_text(moment: datetime) -> str:
-    """*moment* written as Salesforce writes dates: ``2026-12-03T07:30:00.123Z``."""
-    utc = moment.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _millis_text(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    try:
-        return utc_text(datetime.fromtimestamp(value / 1000, timezone.utc))
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def event_date(payload: dict[str, Any]) -> str | None:
-    """When the event happened, as ISO-8601 UTC text, or ``None`` if it does not say.
-
-    A Change Data Capture event gives its commit time (``ChangeEventHeader.commitTimestamp``;
-    its ``CreatedDate`` is the record's); a platform event its ``CreatedDate``.  Both are
-    epoch milliseconds in Pub/Sub.
-    """
-    header = payload.get("ChangeEventHeader")
-    if isinstance(header, dict):
-        return _millis_text(header.get("commitTimestamp"))
-    return _millis_text(payload.get("CreatedDate"))
+def millis_text(moment: datetime) -> str:
+    """The aware datetime *moment* as a Pub/Sub event dates itself: epoch milliseconds,
+    in decimal."""
+    # Integer arithmetic: a float timestamp can turn .123 s into 122.999... ms.
+    return str((moment - _EPOCH) // timedelta(milliseconds=1))
 
 
 def marker_of(message: Message, now: datetime | None = None) -> ReplayMarker:
-    """The replay marker of *message*: its date (or *now*, by default the current time)
-    and its bytes replay id.
+    """The replay marker of *message*: :func:`~aiosfstream.replay.marker_from_message`'s,
+    dated *now* (by default the current time) if the event carries no date.
 
     With the MANUAL policy, store it once the event is processed::
 
         await client.replay_storage.store_marker(message["topic"], marker_of(message))
+
+    :raises TypeError: *message* is not a dict
+    :raises ~aiosfstream.exceptions.ReplayError: it has no bytes ``replay_id``
     """
-    date = event_date(message["payload"]) or utc_text(now or datetime.now(timezone.utc))
-    return ReplayMarker(date=date, replay_id=message["replay_id"])
+    marker = marker_from_message(message)
+    if marker.date:
+        return marker
+    return marker._replace(date=millis_text(now or datetime.now(timezone.utc)))

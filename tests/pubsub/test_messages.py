@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from aiosfstream.pubsub.messages import event_date, make_message, marker_of, utc_text
-from aiosfstream.replay import ReplayMarker
+import pytest
+
+from aiosfstream.exceptions import ReplayError
+from aiosfstream.pubsub.messages import make_message, marker_of, millis_text
+from aiosfstream.replay import ReplayMarker, marker_from_message
 
 NOW = datetime(2026, 12, 3, 7, 30, 0, 123456, tzinfo=timezone.utc)
 
@@ -21,27 +24,46 @@ def test_the_message_has_the_documented_keys() -> None:
     }
 
 
-def test_dates_are_written_as_salesforce_writes_them() -> None:
-    assert utc_text(NOW) == "2026-12-03T07:30:00.123Z"
+def test_now_is_written_as_pub_sub_dates_are() -> None:
+    assert millis_text(NOW) == "1796283000123"
+    # A whole number of milliseconds stays that number (no float rounding down).
+    assert millis_text(datetime(2026, 12, 3, 7, 30, 0, 123000, tzinfo=timezone.utc)) == (
+        "1796283000123"
+    )
 
 
-def test_a_platform_event_is_dated_by_its_created_date() -> None:
-    assert event_date({"CreatedDate": 1712693965000}) == "2024-04-09T20:19:25.000Z"
+def test_a_platform_event_is_dated_by_its_created_date_in_epoch_milliseconds() -> None:
+    message = make_message("/event/E__e", b"\x07", "u", "s", {"CreatedDate": 1712693965000})
+    assert marker_of(message, NOW) == ReplayMarker("1712693965000", b"\x07")
 
 
 def test_a_change_event_is_dated_by_its_commit_not_by_the_records_creation() -> None:
     payload = {"CreatedDate": 0, "ChangeEventHeader": {"commitTimestamp": 1712693965123}}
-    assert event_date(payload) == "2024-04-09T20:19:25.123Z"
+    message = make_message("/data/AccountChangeEvent", b"\x07", "u", "s", payload)
+    assert marker_of(message, NOW).date == "1712693965123"
 
 
-def test_an_undated_event_gets_no_date() -> None:
-    assert event_date({"CreatedDate": "not a number"}) is None
-    assert event_date({"CreatedDate": True}) is None
-    assert event_date({"CreatedDate": 10**20}) is None
+def test_the_marker_is_the_one_the_storage_writes() -> None:
+    message = make_message("/event/E__e", b"\x07", "u", "s", {"CreatedDate": 0})
+    assert marker_of(message) == marker_from_message(message) == ReplayMarker("0", b"\x07")
 
 
-def test_the_marker_has_the_bytes_id_and_the_date_or_now() -> None:
-    dated = make_message("/event/E__e", b"\x07", "u", "s", {"CreatedDate": 0})
-    assert marker_of(dated, NOW) == ReplayMarker("1970-01-01T00:00:00.000Z", b"\x07")
-    undated = make_message("/event/E__e", b"\x08", "u", "s", {})
-    assert marker_of(undated, NOW) == ReplayMarker("2026-12-03T07:30:00.123Z", b"\x08")
+def test_an_undated_event_is_dated_now() -> None:
+    for payload in ({}, {"CreatedDate": True}, {"CreatedDate": None}):
+        message = make_message("/event/E__e", b"\x08", "u", "s", payload)
+        assert marker_of(message, NOW) == ReplayMarker("1796283000123", b"\x08")
+
+
+def test_an_undated_event_is_dated_by_the_clock_by_default() -> None:
+    before = datetime.now(timezone.utc)
+    date = int(marker_of(make_message("/event/E__e", b"\x08", "u", "s", {})).date)
+    assert (
+        int(before.timestamp() * 1000) <= date <= int(datetime.now(timezone.utc).timestamp() * 1000)
+    )
+
+
+def test_a_message_without_a_bytes_replay_id_has_no_marker() -> None:
+    with pytest.raises(ReplayError, match="no bytes replay_id"):
+        marker_of({"topic": "/event/E__e", "replay_id": 42, "payload": {}})
+    with pytest.raises(TypeError, match="message must be a dict"):
+        marker_of([])  # type: ignore[arg-type]
