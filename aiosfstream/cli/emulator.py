@@ -12,8 +12,8 @@ import logging
 import shlex
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from aiosfstream.auth import TOKEN_PATH, is_loopback_host
@@ -26,7 +26,7 @@ from aiosfstream.policy import DEFAULT_API_VERSION, cometd_url
 if TYPE_CHECKING:
     from aiosfstream.testing import SalesforceEmulator
 
-__all__ = ["WILDCARD_HOSTS", "client_url", "running_emulator", "serve_emulator"]
+__all__ = ["WILDCARD_HOSTS", "client_url", "in_background", "running_emulator", "serve_emulator"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +62,31 @@ async def running_emulator(
         raise EmulatorAddressError(
             f"cannot listen on {where}: {error.strerror or error}"
         ) from error
-    publisher = None
-    if demo_rate > 0 and demo_channels:
-        publisher = asyncio.create_task(publish_demo(emulator, demo_channels, demo_rate))
+    demo = (
+        publish_demo(emulator, demo_channels, demo_rate)
+        if demo_rate > 0 and demo_channels
+        else None
+    )
     try:
-        yield emulator
+        async with in_background(demo):
+            yield emulator
     finally:
-        if publisher is not None:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
         await emulator.stop()
+
+
+@contextlib.asynccontextmanager
+async def in_background(work: Coroutine[Any, Any, None] | None) -> AsyncIterator[None]:
+    """Run *work* (if any) in a task for the time of the block; cancel it at the end."""
+    if work is None:
+        yield
+        return
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def client_url(emulator: SalesforceEmulator, host: str | None) -> str:

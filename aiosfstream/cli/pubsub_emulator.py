@@ -8,12 +8,11 @@ The emulator's modules (and grpcio) are imported only when one is started.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import itertools
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from aiosfstream.cli.emulator import in_background
 from aiosfstream.cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -57,13 +56,13 @@ def demo_payload(topic_kind: str, number: int) -> dict[str, Any]:
 
 async def _publish_demo(emulator: PubSubEmulator, topics: Sequence[str], rate: float) -> None:
     """Publish a demo event on each of *topics*, *rate* per second, until cancelled."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for number in itertools.count(1):
-        # Kept against the clock, so a slow publish does not slow the rate.
-        await asyncio.sleep(max(0.0, start + number / rate - loop.time()))
+    from aiosfstream.testing.demo import every_tick
+
+    def publish(number: int) -> None:
         for topic in topics:
             emulator.publish(topic, demo_payload(topic.split("/")[1], number))
+
+    await every_tick(rate, publish)
 
 
 @contextlib.asynccontextmanager
@@ -87,13 +86,6 @@ async def running_pubsub_emulator(
 
     async with PubSubEmulator(org) as emulator:
         known = [topic for topic in dict.fromkeys(topics) if topic in emulator.topics()]
-        publisher = None
-        if demo_rate > 0 and known:
-            publisher = asyncio.create_task(_publish_demo(emulator, known, demo_rate))
-        try:
+        demo = _publish_demo(emulator, known, demo_rate) if demo_rate > 0 and known else None
+        async with in_background(demo):
             yield emulator
-        finally:
-            if publisher is not None:
-                publisher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await publisher

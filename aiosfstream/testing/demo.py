@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .events import salesforce_id
@@ -18,7 +18,7 @@ from .state import channel_kind
 if TYPE_CHECKING:
     from .server import SalesforceEmulator
 
-__all__ = ["demo_event", "is_demo_channel", "publish_demo"]
+__all__ = ["demo_event", "every_tick", "is_demo_channel", "publish_demo"]
 
 # Name, industry, city, employees.
 _ACCOUNTS = (
@@ -79,10 +79,22 @@ async def publish_demo(emulator: SalesforceEmulator, channels: Sequence[str], ra
 
     The schedule is kept against the clock, so a slow publish does not slow the rate.
     """
+
+    def publish(number: int) -> None:
+        for channel in channels:
+            payload, event_type = demo_event(channel, number)
+            emulator.publish(channel, payload, event_type=event_type)
+
+    await every_tick(rate, publish)
+
+
+async def every_tick(rate: float, tick: Callable[[int], object]) -> None:
+    """Call *tick* with 1, 2, 3 ..., *rate* times per second, until cancelled.
+
+    The schedule is kept against the clock, so a slow tick does not slow the rate.
+    """
     loop = asyncio.get_running_loop()
     start = loop.time()
     for number in itertools.count(1):
         await asyncio.sleep(max(0.0, start + number / rate - loop.time()))
-        for channel in channels:
-            payload, event_type = demo_event(channel, number)
-            emulator.publish(channel, payload, event_type=event_type)
+        tick(number)
