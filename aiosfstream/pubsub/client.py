@@ -268,7 +268,9 @@ class PubSubClient:
     :param connection_timeout: seconds to wait for a lost stream to come back before
         raising :class:`~aiosfstream.exceptions.TransportTimeoutError`; ``None`` waits forever
     :param max_pending_count: the most events received and not yet returned by
-        :meth:`receive`, counting those asked for; ``0`` or less: 100 per topic
+        :meth:`receive`, counting those asked for, plus one per topic (so that a topic
+        is asked for events even while a quiet one holds the room); ``0`` or less: 100
+        per topic
     :param endpoint: the Pub/Sub endpoint, ``host:port``
     :param ssl: ``None`` verifies TLS with the system's CAs; a CA bundle (path or PEM
         ``bytes``) verifies with it; ``False`` is plaintext, for local emulators only
