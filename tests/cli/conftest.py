@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
 
 from aiosfstream.testing import SalesforceEmulator
-from tests.helpers import require_tool
-from tests.stores.conftest import RedisServer
 
 from .support import CDC_CHANNEL, CHANNEL
 
@@ -33,17 +31,3 @@ async def pubsub(emulator: SalesforceEmulator) -> AsyncIterator[PubSubEmulator]:
 
     async with PubSubEmulator(emulator) as server:
         yield server
-
-
-@pytest.fixture(scope="session")
-def cli_redis_process() -> Iterator[RedisServer]:
-    server = RedisServer(require_tool("redis-server"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_server(cli_redis_process: RedisServer) -> RedisServer:
-    """A redis-server on 127.0.0.1, emptied for this test."""
-    cli_redis_process.flush()
-    return cli_redis_process

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,7 +18,6 @@ from aiosfstream.exceptions import LeaseLost
 from aiosfstream.ha import RedisLease
 from aiosfstream.testing import SalesforceEmulator
 from aiosfstream.testing.pubsub import PubSubEmulator
-from tests.helpers import require_tool
 from tests.pubsub.conftest import ORDER_TOPIC, Org, receive_numbers
 from tests.stores.conftest import RedisServer
 
@@ -32,18 +31,10 @@ WAIT = 10.0
 NAME = "orders"
 
 
-@pytest.fixture(scope="module")
-def redis_process() -> Iterator[RedisServer]:
-    pytest.importorskip("redis", reason="redis-py is not installed")
-    server = RedisServer(require_tool("redis-server"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def redis_url(redis_process: RedisServer) -> str:
-    redis_process.flush()
-    return redis_process.url
+def redis_url(redis_server: RedisServer) -> str:
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    return redis_server.url
 
 
 @pytest.fixture

@@ -1,16 +1,16 @@
-"""Fixtures for the storage tests: a real redis-server, and the Salesforce emulator."""
+"""The storage tests' servers: the redis-server subprocess (its fixtures are suite-wide,
+in tests/conftest.py), and the Salesforce emulator."""
 
 from __future__ import annotations
 
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from aiosfstream.testing import SalesforceEmulator
-from tests.helpers import require_tool
 
 #: How long redis-server may take to answer its first PING.
 STARTUP_TIMEOUT = 10.0
@@ -77,20 +77,6 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-
-@pytest.fixture(scope="session")
-def redis_server_process() -> Iterator[RedisServer]:
-    server = RedisServer(require_tool("redis-server"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def redis_server(redis_server_process: RedisServer) -> RedisServer:
-    """The session's redis-server, emptied for this test."""
-    redis_server_process.flush()
-    return redis_server_process
 
 
 @pytest.fixture
