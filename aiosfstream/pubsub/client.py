@@ -269,7 +269,8 @@ class PubSubClient:
         raising :class:`~aiosfstream.exceptions.TransportTimeoutError`; ``None`` waits forever
     :param max_pending_count: the most events received and not yet returned by
         :meth:`receive`, counting those asked for, plus one per topic (so that a topic
-        is asked for events even while a quiet one holds the room); ``0`` or less: 100
+        is asked for events even while a quiet one holds the room; the events of a
+        topic unsubscribed meanwhile count on top until received); ``0`` or less: 100
         per topic
     :param endpoint: the Pub/Sub endpoint, ``host:port``
     :param ssl: ``None`` verifies TLS with the system's CAs; a CA bundle (path or PEM

@@ -28,7 +28,8 @@ class DemandBudget:
     demand leave.  A stream with no event queued and none asked for always asks for at
     least one, even when a quiet stream holds demand from before the share shrank: so
     the events queued plus asked for stay within ``max_pending_count`` plus one per
-    topic, and a busy topic is never starved by a quiet one.
+    topic (events a stream forgotten meanwhile left queued come on top until taken),
+    and a busy topic is never starved by a quiet one.
 
     Every method is O(1): the totals are counters, so the client may consult the
     budget on each event.
