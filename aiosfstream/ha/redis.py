@@ -128,10 +128,11 @@ class RedisLease(Lease):
 
     The holder counts the lease lost when a renewal finds that the key no longer holds
     its value (it expired, or another replica took it), and when no renewal succeeded
-    for *ttl* less 1 % (:data:`~aiosfstream.ha.redis.CLOCK_MARGIN`), measured on the local monotonic clock from
-    the moment the last successful renewal was sent.  A Redis error during renewal is
-    retried every *renew_every* until then.  :attr:`held` reads the clock itself, so it
-    turns ``False`` on time even when the event loop was blocked past the deadline.
+    for *ttl* less 1 % (:data:`~aiosfstream.ha.redis.CLOCK_MARGIN`), measured on the
+    local monotonic clock from the moment the last successful renewal was sent.  A Redis
+    error during renewal is retried every *renew_every* until then.  :attr:`held` reads
+    the clock itself, so it turns ``False`` on time even when the event loop was blocked
+    past the deadline.
 
     The acquiring script touches the key and its counter, which Redis Cluster allows
     only when both are in one hash slot: give *name* (or *key_prefix*) a hash tag, e.g.

@@ -332,6 +332,9 @@ class PubSubClient:
         self._queue: PrefetchQueue | None = None
         self._budget = DemandBudget(max_pending_count)
         self._streams: dict[str, _Stream] = {}
+        # Events still queued of topics whose stream ended: a new subscription to the
+        # topic counts them as its own, so its count matches what receive() takes.
+        self._left_queued: dict[str, int] = {}
         self._schemas = SchemaCache(self._fetch_schema)
         self._topic_schemas: dict[str, str] = {}
         self._auth_lock = asyncio.Lock()
@@ -476,6 +479,7 @@ class PubSubClient:
                 {"details": "the user may not subscribe to this topic"},
             )
         stream = _Stream(topic)
+        stream.queued = self._left_queued.pop(topic, 0)
         self._streams[topic] = stream
         self._budget.add(stream)
         stream.task = asyncio.create_task(self._follow(stream), name=f"Pub/Sub stream {topic}")
@@ -520,6 +524,10 @@ class PubSubClient:
         stream = self._streams.get(topic)
         if stream is not None:
             stream.queued -= 1
+        elif self._left_queued.get(topic, 0) > 1:
+            self._left_queued[topic] -= 1
+        else:
+            self._left_queued.pop(topic, None)
         # Once per half share of events taken, not on every one: nothing else frees room.
         if self._budget.worth_granting(self._queued()):
             self._top_up()
@@ -771,8 +779,7 @@ class PubSubClient:
 
     async def _stop_streams(self, streams: list[_Stream]) -> None:
         for stream in streams:
-            self._streams.pop(stream.topic, None)
-            self._budget.forget(stream)
+            self._forget(stream)
             if stream.task is not None:
                 stream.task.cancel()
         self._top_up()  # the others' shares grew, and the demand they held is free
@@ -880,11 +887,18 @@ class PubSubClient:
                 reauthenticated = True
             await asyncio.sleep(decision.delay)
 
+    def _forget(self, stream: _Stream) -> None:
+        """Stop counting *stream* as subscribed; its queued events stay counted."""
+        if self._streams.get(stream.topic) is stream:
+            del self._streams[stream.topic]
+            if stream.queued:
+                self._left_queued[stream.topic] = stream.queued
+        self._budget.forget(stream)
+
     def _end_subscription(self, stream: _Stream, error: BaseException) -> None:
         """The topic cannot be followed: tell ``subscribe()`` or, later, ``receive()``."""
         logger.warning("subscription to %s ended: %s", stream.topic, error)
-        self._streams.pop(stream.topic, None)
-        self._budget.forget(stream)
+        self._forget(stream)
         self._top_up()
         if stream.settled.done():
             assert self._queue is not None
@@ -896,8 +910,7 @@ class PubSubClient:
         """Nothing can be received any more (no token, no server): end every stream;
         :meth:`receive` raises *error* once the queue is drained."""
         for other in [stream, *self._streams.values()]:
-            self._streams.pop(other.topic, None)
-            self._budget.forget(other)
+            self._forget(other)
             other.settle(error)
             if other is not stream and other.task is not None:
                 other.task.cancel()

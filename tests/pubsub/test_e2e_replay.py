@@ -195,3 +195,36 @@ async def test_a_position_refused_on_resubscription_without_fallback_ends_it(org
             await asyncio.wait_for(client.receive(), 10)
         assert caught.value.error == CORRUPTED
         assert client.subscriptions == set()
+
+
+async def test_a_topic_subscribed_again_counts_the_events_still_queued_from_before(
+    make_org: Callable[..., Any],
+) -> None:
+    async with make_org(keepalive_interval=0.1) as org:
+        storage: dict[str, Any] = {}
+        async with org.client(replay=storage) as client:
+            await client.subscribe(ORDER_TOPIC)
+            for n in range(3):
+                org.order(n)
+            await asyncio.wait_for(client.receive(), 10)
+            for _ in range(200):
+                if client.pending_count == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert client.pending_count == 2
+            await client.unsubscribe(ORDER_TOPIC)
+            await client.subscribe(ORDER_TOPIC)
+            # The events queued before, and any the new subscription delivers again.
+            for _ in range(10):
+                try:
+                    await asyncio.wait_for(client.receive(), 1.0)
+                except asyncio.TimeoutError:
+                    break
+            tip = org.pubsub.publish(ACCOUNT_TOPIC, {"Name": "elsewhere"})
+            # Nothing of the topic waits any more, so keepalives move its position on
+            # (with a count gone negative they never would).
+            for _ in range(40):
+                await asyncio.sleep(0.05)
+                if storage[ORDER_TOPIC].replay_id == tip:
+                    break
+            assert storage[ORDER_TOPIC].replay_id == tip
