@@ -7,10 +7,14 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from aiosfstream.testing import SalesforceEmulator
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 #: How long redis-server may take to answer its first PING.
 STARTUP_TIMEOUT = 10.0
@@ -77,6 +81,23 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's redis-server, emptied for this test."""
+    pytest.importorskip("redis", reason="redis-py is not installed")
+    return redis_server.url
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of the test's own, to look at (and meddle with) what was written."""
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,8 +16,6 @@ from aiosfstream import LeaseLost, ReplayMarker
 from aiosfstream.ha import RedisLease
 from aiosfstream.testing import SalesforceEmulator
 from tests.e2e.conftest import CHANNEL, make_client, name_of, publish
-
-from .conftest import RedisServer
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -30,24 +27,9 @@ WAIT = 10.0
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    pytest.importorskip("redis", reason="redis-py is not installed")
-    return redis_server.url
-
-
-@pytest.fixture
 async def channel_emulator(emulator: SalesforceEmulator) -> SalesforceEmulator:
     emulator.create_channel(CHANNEL)
     return emulator
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def steal(raw: redis.asyncio.Redis, lease: RedisLease) -> None:

@@ -30,25 +30,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    pytest.importorskip("redis", reason="redis-py is not installed")
-    return redis_server.url
-
-
-@pytest.fixture
 async def storage(redis_url: str) -> AsyncIterator[RedisReplayStorage]:
     async with RedisReplayStorage(redis_url) as opened:
         yield opened
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client of our own, to look at what the storage wrote."""
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 # --- the storage interface ------------------------------------------------------------

@@ -35,22 +35,6 @@ WRITES: list[tuple[str, Write]] = [
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    pytest.importorskip("redis", reason="redis-py is not installed")
-    return redis_server.url
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client of our own, to look at what the storages wrote."""
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def replicas(
     redis_url: str,
 ) -> AsyncIterator[list[tuple[RedisLease, RedisReplayStorage]]]:

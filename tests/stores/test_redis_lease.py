@@ -29,22 +29,6 @@ SHORT_TTL = 0.5
 SLACK = 1.0
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    pytest.importorskip("redis", reason="redis-py is not installed")
-    return redis_server.url
-
-
-@pytest.fixture
-async def raw(redis_url: str) -> AsyncIterator[redis.asyncio.Redis]:
-    """A client of our own, to look at and meddle with the lease's keys."""
-    import redis.asyncio
-
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
-
-
 @contextlib.asynccontextmanager
 async def leases(url: str, count: int, **options: Any) -> AsyncIterator[list[RedisLease]]:
     """*count* replicas competing for the lease ``orders``."""
