@@ -8,6 +8,7 @@ import logging
 import warnings
 from collections.abc import MutableMapping
 from ssl import SSLContext
+from types import TracebackType
 from typing import Any, TypeAlias
 
 from aiosfstream.auth import AuthenticatorBase, PasswordAuthenticator
@@ -271,7 +272,25 @@ class Client(cometd_client.Client):
 
     async def _store_handed(self) -> None:
         self._guard.check()
-        await self._handed.store(self.replay_storage, _markers_to_store)
+        try:
+            await self._handed.store(self.replay_storage, _markers_to_store)
+        except LeaseLost as lost:
+            # A fenced store knows before the lease's own clock does: stop now.
+            self._guard.lose(lost)
+            await self._lose_lease(lost)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Close; after an error in the block, without storing the markers not stored
+        yet: the message being processed when it failed must come again."""
+        if exc_type is not None:
+            self._handed = HandedOver(AUTOMATIC_STORE_INTERVAL)
+        await self.close()
 
     @staticmethod
     def create_replay_storage(replay_param: ReplayParameter) -> ReplayMarkerStorage:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from aiosfstream.ha.lease import Lease
 __all__ = ["LeaseGuard"]
 
 _T = TypeVar("_T")
+_logger = logging.getLogger(__name__)
 
 
 class LeaseGuard:
@@ -38,14 +40,22 @@ class LeaseGuard:
         self.lost: LeaseLost | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False  # the watch task runs the client's on_lost
+        self._acquired = False  # only a lease once held can be lost
 
     def check(self) -> None:
         """Raise :class:`LeaseLost` unless the lease is held right now (or there is none)."""
         if self.lost is not None:
             raise self.lost
         if self.lease is not None and not self.lease.held:
+            if not self._acquired:
+                raise LeaseLost("the lease is not held yet")
             self.lost = LeaseLost("the lease is not held any more")
             raise self.lost
+
+    def lose(self, lost: LeaseLost) -> None:
+        """Take in a loss learnt elsewhere (a fenced store refused a write)."""
+        if self.lost is None:
+            self.lost = lost
 
     @property
     def holds(self) -> bool:
@@ -58,12 +68,22 @@ class LeaseGuard:
 
     async def acquire(self) -> None:
         """Wait until the lease is held, as long as it takes (a standby's normal state)."""
-        if self.lease is not None and not self.lease.held:
-            await self.lease.acquire()
+        if self.lease is not None:
+            if not self.lease.held:
+                await self.lease.acquire()
+            self._acquired = True
 
     async def run(self, work: Coroutine[Any, Any, _T]) -> _T:
         """Run *work* (the client's opening); if the lease is lost first, cancel it and
-        raise :class:`LeaseLost`."""
+        raise :class:`LeaseLost`.  If *work* fails, the lease is given up: a replica
+        that cannot open must not keep it from a standby."""
+        try:
+            return await self._run(work)
+        except BaseException:
+            await self.release()
+            raise
+
+    async def _run(self, work: Coroutine[Any, Any, _T]) -> _T:
         if self.lease is None:
             return await work
         task = asyncio.ensure_future(work)
@@ -92,7 +112,10 @@ class LeaseGuard:
             if self.lost is None:
                 self.lost = lost
             self._stopping = True
-            await on_lost(self.lost)
+            try:
+                await on_lost(self.lost)
+            except Exception:  # the client's close() must not see it; the log does
+                _logger.exception("stopping after the loss of the lease failed")
 
         self._watch = asyncio.create_task(wait(), name="lease watch")
 

@@ -46,9 +46,18 @@ CLOCK_MARGIN = 0.01
 # ttl in ms.  Takes the lease if nobody holds it and returns the new fencing token, else
 # nil.  The key then holds the holder id and the token, a value no other acquisition
 # holds even if Redis lost the counter.  The counter moves before the key is written, so a
-# counter that is not a number fails the script before it takes the lease.
+# counter that is not a number fails the script before it takes the lease.  Run again by
+# the same attempt (its reply was lost, and the connection retried it), it answers the
+# token it gave the first time rather than leave the lease to nobody until it expires.
 _ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local current = redis.call('GET', KEYS[1])
+if current then
+  local mine = ARGV[1] .. ':'
+  if string.sub(current, 1, #mine) == mine then
+    return tonumber(string.sub(current, #mine + 1))
+  end
+  return false
+end
 local token = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], string.format('%s:%d', ARGV[1], token), 'PX', ARGV[2])
 return token

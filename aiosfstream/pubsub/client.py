@@ -387,6 +387,8 @@ class PubSubClient:
         self._guard.watch(self._lose_lease)
 
     async def _open(self) -> None:
+        if self._lifecycle is not Lifecycle.UNOPENED:  # closed while it waited for the lease
+            raise ClientInvalidOperation(f"cannot open a client that is {self._lifecycle.value}")
         self._lifecycle = Lifecycle.OPEN
         self._queue = PrefetchQueue(self.max_pending_count)
         try:
@@ -451,6 +453,10 @@ class PubSubClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        """Close; after an error in the block, without storing the markers not stored
+        yet: the message being processed when it failed must come again."""
+        if exc_type is not None:
+            self._handed = HandedOver(AUTOMATIC_STORE_INTERVAL)
         await self.close()
 
     # -- operations ----------------------------------------------------------------
@@ -1029,7 +1035,13 @@ class PubSubClient:
 
     async def _store_handed(self) -> None:
         self._guard.check()
-        await self._handed.store(self.replay_storage, _markers_of)
+        try:
+            await self._handed.store(self.replay_storage, _markers_of)
+        except LeaseLost as lost:
+            # A fenced store knows before the lease's own clock does: stop now.
+            self._guard.lose(lost)
+            await self._lose_lease(lost)
+            raise
 
 
 def _markers_of(handed: dict[str, Message]) -> dict[str, ReplayMarker]:

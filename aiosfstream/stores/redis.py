@@ -167,10 +167,11 @@ def connect_redis(url_or_client: object, owner: str) -> RedisConnection:
             client = redis_asyncio.Redis.from_url(
                 url_or_client,
                 # A pooled connection that a restart of Redis closed fails the next
-                # command; one retry on a fresh connection hides that. Every command
-                # sent here (compare-and-set scripts, holder-checked renewals) can run
-                # twice without harm.
-                retry=Retry(NoBackoff(), 1),
+                # command; one retry on a fresh connection hides that (a timeout is not
+                # retried: it would double the wait). Every command sent here
+                # (compare-and-set scripts, holder-checked renewals, an acquisition that
+                # knows its own holder id) can run twice without harm.
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
                 retry_on_error=[RedisConnectionError],
                 # No command waits forever on a server that accepts and never answers;
                 # the URL's own socket_timeout options take precedence.

@@ -41,6 +41,9 @@ class NodeClient:
         self.log_path = log_path
         #: Every step printed so far, in order.
         self.steps: list[Step] = []
+        # Events read while looking for another step, not returned by next() yet: a
+        # connect may be answered before the subscribe reply that asked for its events.
+        self._unread_events: list[Step] = []
         self._process: asyncio.subprocess.Process | None = None
         self._log: IO[bytes] | None = None
 
@@ -58,8 +61,11 @@ class NodeClient:
         )
 
     async def next(self, step: str) -> Step:
-        """Return the next step called *step*, keeping the others in :attr:`steps`."""
+        """Return the next step called *step*; events passed over on the way are kept
+        for the next ``next("event")``, other steps only in :attr:`steps`."""
         assert self._process is not None and self._process.stdout is not None
+        if step == "event" and self._unread_events:
+            return self._unread_events.pop(0)
         while True:
             try:
                 line = await asyncio.wait_for(self._process.stdout.readline(), STEP_TIMEOUT)
@@ -73,6 +79,8 @@ class NodeClient:
                 raise AssertionError(f"the client failed: {found['error']}\n{self}")
             if found["step"] == step:
                 return found
+            if found["step"] == "event":
+                self._unread_events.append(found)
 
     async def events(self, count: int) -> list[int]:
         """Wait for *count* more events; return their replay ids."""
@@ -102,6 +110,13 @@ class NodeClient:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    async def reap(self) -> None:
+        """Kill the process if it runs, and wait for it: its pipes are closed after."""
+        self.kill()
+        if self._process is not None:
+            with contextlib.suppress(asyncio.TimeoutError, OSError, ValueError):
+                await asyncio.wait_for(self._process.communicate(), SHUTDOWN_TIMEOUT)
 
     def __str__(self) -> str:
         with contextlib.suppress(OSError):
@@ -149,7 +164,7 @@ async def start_client(tmp_path: Path) -> AsyncIterator[StartClient]:
 
     yield start
     for client in clients:
-        client.kill()
+        await client.reap()
 
 
 def subscribe_replays(emulator: SalesforceEmulator) -> list[Any]:

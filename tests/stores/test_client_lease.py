@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from aiosfstream import LeaseLost, ReplayMarker
+from aiosfstream.exceptions import ClientInvalidOperation
 from aiosfstream.ha import RedisLease
 from aiosfstream.testing import SalesforceEmulator
 from tests.e2e.conftest import CHANNEL, make_client, name_of, publish
@@ -152,3 +153,62 @@ async def test_the_fenced_store_refuses_a_former_holder(
             with pytest.raises(LeaseLost):
                 await storage.store_marker(CHANNEL, ReplayMarker("", first + 100))
             assert await storage.get_replay_marker(CHANNEL) == marker
+
+
+async def test_a_client_closed_while_it_waits_gives_the_lease_up_once_it_comes(
+    channel_emulator: SalesforceEmulator, redis_url: str
+) -> None:
+    async with (
+        RedisLease(redis_url, "orders", ttl=TTL) as first_lease,
+        RedisLease(redis_url, "orders", ttl=TTL) as second_lease,
+        RedisLease(redis_url, "orders", ttl=TTL) as third_lease,
+    ):
+        first = make_client(channel_emulator, lease=first_lease)
+        await asyncio.wait_for(first.open(), WAIT)
+        second = make_client(channel_emulator, lease=second_lease)
+        opening = asyncio.ensure_future(second.open())
+        await asyncio.sleep(0.2)
+        await second.close()  # given up while standing by
+        await first.close()
+        with pytest.raises(ClientInvalidOperation):
+            await asyncio.wait_for(opening, WAIT)
+        # The lease it got meanwhile went back at once: a third replica takes it.
+        await asyncio.wait_for(third_lease.acquire(), TTL)
+        assert not second_lease.held
+
+
+async def test_a_write_refused_by_the_fenced_store_ends_the_stream(
+    channel_emulator: SalesforceEmulator, redis_url: str, raw: redis.asyncio.Redis
+) -> None:
+    from aiosfstream.stores import RedisReplayStorage
+
+    # A long ttl: the lease's own renewal does not notice the theft during the test,
+    # only the store does.
+    async with RedisLease(redis_url, "orders", ttl=60.0) as lease:
+        storage = RedisReplayStorage(redis_url, lease=lease)
+        client = make_client(channel_emulator, lease=lease, replay=storage, max_pending_count=0)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(storage.close)
+            stack.push_async_callback(client.close)
+            await asyncio.wait_for(client.open(), WAIT)
+            await client.subscribe(CHANNEL)
+            publish(channel_emulator, "a")
+            await asyncio.wait_for(client.receive(), WAIT)
+            await steal(raw, lease)
+            publish(channel_emulator, "b", "c")
+            for _ in range(200):
+                if client.pending_count == 2:
+                    break
+                await asyncio.sleep(0.02)
+            assert name_of(await asyncio.wait_for(client.receive(), WAIT)) == "b"
+            assert lease.held  # by its own clock
+            # b is taken while c waits: nothing is due. Then c; asking for more stores,
+            # which the fence refuses.
+            assert name_of(await asyncio.wait_for(client.receive(), WAIT)) == "c"
+            with pytest.raises(LeaseLost):
+                await asyncio.wait_for(client.receive(), WAIT)
+            # The stream ended there: events published since are not handed over.
+            publish(channel_emulator, "d", "e")
+            await asyncio.sleep(0.5)
+            with pytest.raises(LeaseLost):
+                await asyncio.wait_for(client.receive(), WAIT)

@@ -534,3 +534,17 @@ class TcpProxy:
             while data := await reader.read(65536):
                 writer.write(data)
                 await writer.drain()
+
+
+async def test_an_acquisition_run_twice_answers_the_same_token(raw: redis.asyncio.Redis) -> None:
+    # The connection retries a command whose reply a Redis restart lost: the attempt's
+    # second run must find the lease it took, not leave it to nobody until it expires.
+    from aiosfstream.ha.redis import _ACQUIRE
+
+    keys = ["aiosfstream:lease:orders", "aiosfstream:lease:orders:fencing"]
+    first = await raw.eval(_ACQUIRE, 2, *keys, "attempt-1", 5000)
+    again = await raw.eval(_ACQUIRE, 2, *keys, "attempt-1", 5000)
+    other = await raw.eval(_ACQUIRE, 2, *keys, "attempt-2", 5000)
+    assert first == again == 1
+    assert other is None
+    assert await raw.get(keys[0]) == "attempt-1:1"

@@ -471,7 +471,10 @@ async def test_replicas_hand_over_without_loss_and_never_print_together(
         if write.token == paused_token and write.at > run.stopped_wall + IN_FLIGHT
     ]  # fmt: skip
     before_restart = [write for write in run.writes if write.at < run.redis_started_wall]
-    assert run.marker_after_restart == before_restart[-1].replay_id
+    # The marker survived the restart; the active replica's next write (sent again on a
+    # fresh connection) may already have moved it on before MONITOR was back to see it.
+    assert run.marker_after_restart is not None
+    assert run.marker_after_restart >= before_restart[-1].replay_id
 
     # The killed replica died by SIGKILL; the others stopped cleanly on SIGTERM.
     for replica, finished in enumerate(run.finished):
