@@ -8,7 +8,6 @@ import logging
 import warnings
 from collections.abc import MutableMapping
 from ssl import SSLContext
-from types import TracebackType
 from typing import Any, TypeAlias
 
 from aiosfstream.auth import AuthenticatorBase, PasswordAuthenticator
@@ -279,18 +278,6 @@ class Client(cometd_client.Client):
             self._guard.lose(lost)
             await self._lose_lease(lost)
             raise
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        """Close; after an error in the block, without storing the markers not stored
-        yet: the message being processed when it failed must come again."""
-        if exc_type is not None:
-            self._handed = HandedOver(AUTOMATIC_STORE_INTERVAL)
-        await self.close()
 
     @staticmethod
     def create_replay_storage(replay_param: ReplayParameter) -> ReplayMarkerStorage:

@@ -453,10 +453,6 @@ class PubSubClient:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Close; after an error in the block, without storing the markers not stored
-        yet: the message being processed when it failed must come again."""
-        if exc_type is not None:
-            self._handed = HandedOver(AUTOMATIC_STORE_INTERVAL)
         await self.close()
 
     # -- operations ----------------------------------------------------------------

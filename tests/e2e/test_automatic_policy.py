@@ -99,21 +99,3 @@ async def test_a_failed_store_is_raised_by_the_next_receive_and_retried(
         publish(emulator, "b")
         assert name_of(await asyncio.wait_for(client.receive(), 10)) == "b"
         assert replay[CHANNEL].replay_id == first
-
-
-async def test_an_error_in_the_block_leaves_the_message_it_was_processing_unstored(
-    emulator: SalesforceEmulator,
-) -> None:
-    replay: dict[str, ReplayMarker] = {}
-
-    async def consume() -> None:
-        async with make_client(emulator, replay=replay) as client:
-            await client.subscribe(CHANNEL)
-            publish(emulator, "a")
-            async for message in client:
-                assert name_of(message) == "a"
-                raise RuntimeError("processing failed")
-
-    with pytest.raises(RuntimeError, match="processing failed"):
-        await consume()
-    assert CHANNEL not in replay  # a comes again with the next client
