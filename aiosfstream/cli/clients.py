@@ -42,6 +42,9 @@ class EventClient(Protocol):
 
     async def receive(self) -> Message: ...
 
+    @property
+    def lease(self) -> Lease | None: ...
+
 
 @dataclass(frozen=True)
 class EventSource:

@@ -23,6 +23,7 @@ from aiosfstream.cli.settings import LISTEN_DEMO_RATE, ListenSettings, LoginSett
 from aiosfstream.cli.signals import Stopper
 from aiosfstream.cli.writer import JsonLinesWriter
 from aiosfstream.cometd.constants import DEFAULT_CONNECTION_TIMEOUT
+from aiosfstream.exceptions import LeaseLost
 from aiosfstream.replay import ConstantReplayId, ReplayMarkerStorage
 
 __all__ = ["listen"]
@@ -164,13 +165,21 @@ async def _print_events(
     writer: JsonLinesWriter,
     progress: Progress,
 ) -> ExitCode:
+    lease = source.client.lease
+
+    def still_held() -> None:
+        # A pause of the process (SIGSTOP) between receiving the event and writing it
+        # can outlast the lease: the line must not go out then.
+        if lease is not None and not lease.held:
+            raise LeaseLost("the lease is not held any more")
+
     while settings.count is None or progress.events < settings.count:
         message = await source.client.receive()
         channel, marker = source.marker_of(message)
         # The marker is stored after the line is out: a stop in between replays the
         # event next time rather than losing it.
         with stopper.critical():
-            writer.write(message)
+            writer.write(message, just_before=still_held)
             if marker is not None:
                 await storage.store_marker(channel, marker)
             progress.printed(channel, marker)

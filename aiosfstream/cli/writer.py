@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from aiosfstream.cli.errors import OutputClosed
@@ -30,13 +31,17 @@ class JsonLinesWriter:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
-    def write(self, message: Message) -> None:
+    def write(self, message: Message, *, just_before: Callable[[], None] | None = None) -> None:
         """Write and flush *message*.
 
+        :param just_before: called once the line is ready, right before it is written; an
+            error it raises leaves nothing written
         :raises OutputClosed: the reader closed the pipe
         """
         text = json.dumps(message, ensure_ascii=False, separators=(",", ":"), default=_bytes_as_hex)
         text += "\n"
+        if just_before is not None:
+            just_before()
         try:
             buffer = getattr(self.stream, "buffer", None)
             if buffer is not None:
