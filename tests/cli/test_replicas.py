@@ -297,6 +297,9 @@ async def read_events(replicas: list[Command], count: int) -> list[list[dict[str
     finally:
         for reader in readers:
             reader.cancel()
+        # Until a cancelled readline has run, its stream counts as being read: a read()
+        # right after would fail with "another coroutine is already waiting".
+        await asyncio.gather(*readers, return_exceptions=True)
     return printed
 
 
