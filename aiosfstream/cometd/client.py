@@ -332,10 +332,18 @@ class Client:
         than ``connection_timeout``, :class:`ServerError` when the server refuses to
         continue, and the error of any hook that could not recover.
         """
+        message = self._take_ready()  # no extra coroutine when one is waiting
+        return message if message is not None else await self._take_next()
+
+    def _take_ready(self) -> Message | None:
+        """The next message if it is ready, else ``None``: then await :meth:`_take_next`."""
         if self._queue is None:
             raise ClientInvalidOperation("the client is not open; call open() first")
-        message = self._queue.get_nowait()  # no extra coroutine when one is waiting
-        return message if message is not None else await self._queue.get()
+        return self._queue.get_nowait()
+
+    async def _take_next(self) -> Message:
+        assert self._queue is not None
+        return await self._queue.get()
 
     def __aiter__(self) -> Client:
         return self
@@ -491,13 +499,18 @@ class Client:
         self._connected.clear()
         self._interruption = (outcome, cause)
         self._interrupted.set()
+        if self._queue is not None:
+            self._queue.wake()
 
     async def _exchange(self, message: Message, timeout: float | None) -> Message:
         """Send one message through the extensions and transport; return its reply.
 
         The answer is taken in as it is decoded. A ``/meta/connect`` answer is read no
         faster than the consumer makes room (it can hold a whole backlog); the answer
-        to any other request is read at once, since the user waits for it.
+        to any other request is read at once, since the user waits for it. With long
+        polling the ``/meta/connect`` itself goes out at once: the server prepares its
+        answer while the consumer works, and a slow consumer never lets the session
+        expire for want of a poll.
         """
         assert self._session is not None and self._queue is not None
         if message["channel"] == MetaChannel.HANDSHAKE or self._transport is None:
@@ -508,7 +521,7 @@ class Client:
         headers: Headers = {}
         await self._apply_outgoing(payload, headers)
         replies: dict[str, Message] = {}
-        paced = message["channel"] == MetaChannel.CONNECT
+        pace = self._wait_for_room if message["channel"] == MetaChannel.CONNECT else None
 
         async def take(messages: Payload) -> None:
             assert self._queue is not None
@@ -519,14 +532,12 @@ class Client:
             self._on_events(incoming.events)
             self._queue.extend(incoming.events)
             self._take_unsolicited(incoming.unsolicited)
-            if paced:
-                await self._wait_for_room()
             if incoming.events:
                 # A consumer waiting for these events runs first, before this task
                 # finishes the answer and sends the next poll.
                 await asyncio.sleep(0)
 
-        await transport.stream(payload, headers, timeout=timeout, deliver=take)
+        await transport.stream(payload, headers, timeout=timeout, deliver=take, pace=pace)
         reply = replies.get(message["id"])
         if reply is None:
             raise LostReply(f"the server sent no reply to the {message['channel']} request")
@@ -619,10 +630,8 @@ class Client:
         attempt, reauthenticated = 0, False
         refused = False  # the server refused the credentials in this outage
         while True:
-            if action is Action.CONNECT:
-                if phase is Phase.OPENING:
-                    return
-                await self._wait_for_room()
+            if action is Action.CONNECT and phase is Phase.OPENING:
+                return
             step = _STEP_OF[action]
             remaining = None if outage is None else self._remaining(outage)
             outcome, failure, retry_after = await self._attempt(step, remaining)
@@ -667,15 +676,9 @@ class Client:
         """Wait until the consumer made room, or the session is known to be gone (a
         request waiting for a new session must not wait for the consumer)."""
         assert self._queue is not None and self._interrupted is not None
-        if not self._queue.full():
-            return
-        room = asyncio.ensure_future(self._queue.wait_for_room())
-        interrupted = asyncio.ensure_future(self._interrupted.wait())
-        try:
-            await asyncio.wait((room, interrupted), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            room.cancel()
-            interrupted.cancel()
+        if self._queue.full() and not self._interrupted.is_set():
+            # _session_gone() wakes this wait: one task to resume when room comes.
+            await self._queue.wait_for_room()
 
     def _execute(self, decision: Decision, failure: BaseException | None) -> Action:
         """Carry out the bookkeeping of *decision*; return the step to take next."""

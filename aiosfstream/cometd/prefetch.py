@@ -26,7 +26,13 @@ class PrefetchQueue:
     limit. A batch that arrives while the queue is full is never cut (that would lose
     events): its surplus waits in a backlog and moves up as messages are taken. The
     connection waits for :meth:`wait_for_room`, which also waits for the backlog to
-    empty, before it asks the server for more.
+    empty, before it takes in more.
+
+    The connection and the consumer share one thread: a consumer that finds messages
+    ready never yields to the event loop. So the take that makes room for a waiting
+    connection makes the next :meth:`get_nowait` answer ``None``, and :meth:`get`
+    yields once before it hands the next message over: the connection reads on while
+    the consumer works, rather than only once the queue runs dry.
     """
 
     def __init__(self, maxsize: int) -> None:
@@ -36,6 +42,9 @@ class PrefetchQueue:
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
+        self._producer_waits = False  # in wait_for_room()
+        self._woken = False  # wake() ended the present wait_for_room()
+        self._yield_first = False  # the last take made room for the waiting producer
         self._failure: BaseException | None = None
         self._aborted = False
 
@@ -64,8 +73,6 @@ class PrefetchQueue:
             self._backlog.extend(messages[room:])
         if self._items:
             self._readable.set()
-        if self.full():
-            self._room.clear()
 
     def push_front(self, message: Message) -> None:
         """Put back a message that was taken but could not be handed over."""
@@ -104,23 +111,40 @@ class PrefetchQueue:
         return self._failure
 
     async def wait_for_room(self) -> None:
-        """Return once fewer than *maxsize* messages wait."""
-        while self.full() and self._failure is None:
-            await self._room.wait()
+        """Return once fewer than *maxsize* messages wait, the stream ended, or
+        :meth:`wake` was called."""
+        self._woken = False
+        self._producer_waits = True
+        try:
+            while self.full() and self._failure is None and not self._woken:
+                self._room.clear()
+                await self._room.wait()
+        finally:
+            self._producer_waits = False
+
+    def wake(self) -> None:
+        """End the present :meth:`wait_for_room` even without room (the connection has
+        something more urgent to do)."""
+        self._woken = True
+        self._room.set()
 
     def get_nowait(self) -> Message | None:
-        """Return the next message, ``None`` if there is none; raise a queued error."""
-        if not self._items:
-            if self._failure is not None:
+        """Return the next message; ``None`` means: await :meth:`get` (nothing is
+        ready, or the connection was just given room and runs first). Raise a queued
+        error."""
+        items = self._items
+        if not items or self._yield_first:
+            if not items and self._failure is not None:
                 raise self._failure
             return None
-        item = self._items.popleft()
+        item = items.popleft()
         if self._backlog:
-            self._items.append(self._backlog.popleft())
-        if not self._items and self._failure is None:
+            items.append(self._backlog.popleft())
+        elif not items and self._failure is None:
             self._readable.clear()
-        if not self._room.is_set() and not self.full():
+        if self._producer_waits and not self.full():
             self._room.set()
+            self._yield_first = True
         if isinstance(item, _Raise):
             raise item.error
         return item
@@ -128,7 +152,11 @@ class PrefetchQueue:
     async def get(self) -> Message:
         """Wait for the next message."""
         while True:
+            if self._yield_first:
+                self._yield_first = False
+                await asyncio.sleep(0)
             message = self.get_nowait()
             if message is not None:
                 return message
-            await self._readable.wait()
+            if not self._yield_first:
+                await self._readable.wait()

@@ -271,3 +271,52 @@ async def test_get_nowait_refills_room_only_below_the_limit() -> None:
     assert not waiter.done()
     assert queue.get_nowait() is not None
     await asyncio.wait_for(waiter, 1)
+
+
+async def test_the_take_that_makes_room_lets_the_waiting_connection_run_first() -> None:
+    # One thread: without the yield the connection would run only once the queue
+    # runs dry, and the server would wait for it meanwhile.
+    queue = PrefetchQueue(2)
+    queue.extend(events(1, 2, 3))
+
+    async def connection() -> None:
+        await queue.wait_for_room()
+        queue.extend(events(4))
+
+    task = asyncio.ensure_future(connection())
+    await settle()
+    assert taken(queue) == 1  # the backlog moved up: still full
+    assert taken(queue) == 2  # room
+    assert queue.get_nowait() is None  # the connection goes first ...
+    assert (await queue.get())["n"] == 3  # ... within one yield of get()
+    assert task.done()
+    assert [taken(queue)] == [4]
+
+
+async def test_a_take_without_a_waiting_connection_never_yields() -> None:
+    queue = PrefetchQueue(2)
+    queue.extend(events(1, 2, 3))
+    assert [taken(queue) for _ in range(3)] == [1, 2, 3]
+
+
+async def test_wake_ends_wait_for_room_without_room() -> None:
+    queue = PrefetchQueue(1)
+    queue.extend(events(1, 2))
+    waiter = asyncio.ensure_future(queue.wait_for_room())
+    await settle()
+    assert not waiter.done()
+    queue.wake()
+    await asyncio.wait_for(waiter, 1)
+    assert queue.full()
+    # The next wait waits again.
+    waiter = asyncio.ensure_future(queue.wait_for_room())
+    await settle()
+    assert not waiter.done()
+    waiter.cancel()
+
+
+def taken(queue: PrefetchQueue) -> int:
+    message = queue.get_nowait()
+    assert message is not None
+    number: int = message["n"]
+    return number

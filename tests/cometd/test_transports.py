@@ -903,3 +903,70 @@ async def test_long_polling_passes_errors_of_the_receiver_through_unchanged(
                 [connect_request()], {}, timeout=5, deliver=deliver
             )
     assert caught.value is error
+
+
+async def test_long_polling_sends_first_and_reads_only_once_pace_returns(
+    session: aiohttp.ClientSession,
+) -> None:
+    received = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.Response:
+        received.set()
+        return web.json_response([reply_to(connect_request())])
+
+    room = asyncio.Event()
+    paced = 0
+    delivered: list[Message] = []
+
+    async def pace() -> None:
+        nonlocal paced
+        paced += 1
+        await room.wait()
+
+    async def deliver(messages: list[Message]) -> None:
+        delivered.extend(messages)
+
+    async with endpoint(answer) as url:
+        streaming = asyncio.ensure_future(
+            long_polling(url, session).stream(
+                [connect_request()], {}, timeout=5, deliver=deliver, pace=pace
+            )
+        )
+        await asyncio.wait_for(received.wait(), 5)  # the request went out at once
+        await asyncio.sleep(0.1)
+        assert not streaming.done() and delivered == [] and paced == 1  # ... not read yet
+        room.set()
+        await asyncio.wait_for(streaming, 5)
+    assert delivered == [reply_to(connect_request())]
+
+
+async def test_websocket_paces_before_it_sends(session: aiohttp.ClientSession) -> None:
+    # Its answer comes whole: waiting for room before the request is the only way not
+    # to take in an answer beyond the room.
+    seen: list[Payload] = []
+
+    async def record_and_answer(socket: web.WebSocketResponse, number: int) -> None:
+        async for payload in requests(socket):
+            seen.append(payload)
+            await socket.send_json([reply_to(message) for message in payload])
+
+    delivered: list[Message] = []
+
+    async def deliver(messages: list[Message]) -> None:
+        delivered.extend(messages)
+
+    room = asyncio.Event()
+
+    async def pace() -> None:
+        await room.wait()
+
+    async with ws_endpoint(record_and_answer) as (url, _), ws_transport(url, session) as transport:
+        streaming = asyncio.ensure_future(
+            transport.stream([connect_request()], {}, timeout=5, deliver=deliver, pace=pace)
+        )
+        await asyncio.sleep(0.2)
+        assert not streaming.done() and seen == []
+        room.set()
+        await asyncio.wait_for(streaming, 5)
+    assert seen == [[connect_request()]]
+    assert delivered == [reply_to(connect_request())]

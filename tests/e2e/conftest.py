@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -38,3 +39,13 @@ def name_of(message: dict[str, Any]) -> str:
     """The record name carried by a PushTopic event."""
     name: str = message["data"]["sobject"]["Name"]
     return name
+
+
+async def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait until *condition* holds, or fail naming *what* was expected."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} within {timeout} s")
+        await asyncio.sleep(0.02)

@@ -31,7 +31,7 @@ from aiosfstream.exceptions import (
 )
 from aiosfstream.replay import marker_from_message
 from aiosfstream.testing import SalesforceEmulator
-from tests.e2e.conftest import name_of
+from tests.e2e.conftest import eventually, name_of
 from tests.helpers import emulator_client
 from tests.hostile import CuttingProxy, RecordingServer, always, on_channel, reply_carries
 
@@ -111,16 +111,6 @@ async def assert_nothing_more(client: Client, wait: float = 0.5) -> None:
     except asyncio.TimeoutError:
         return
     raise AssertionError(f"unexpected event {message['channel']} {name_of(message)}")
-
-
-async def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait until *condition* holds, or fail naming *what* was expected."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def chain(error: BaseException) -> list[BaseException]:

@@ -27,7 +27,7 @@ from aiosfstream import (
 )
 from aiosfstream.exceptions import AuthenticationError, ServerError, TransportTimeoutError
 from aiosfstream.testing import SalesforceEmulator
-from tests.e2e.conftest import CHANNEL, make_client, name_of, publish
+from tests.e2e.conftest import CHANNEL, eventually, make_client, name_of, publish
 
 INVALID_REPLAY = (
     "The replayId {{{}}} you provided was invalid.  Please provide a valid ID, -2 to replay "
@@ -344,6 +344,32 @@ async def test_max_pending_count_limits_prefetch(emulator: SalesforceEmulator) -
         assert client.pending_count == 14  # room again: the next batch came
         received += await names(client, 14)
         assert received == first + later
+
+
+async def test_a_full_queue_has_the_next_batch_asked_for_and_read_as_room_comes(
+    emulator: SalesforceEmulator,
+) -> None:
+    # The next /meta/connect goes out while the queue is full; its answer is read
+    # only once the consumer makes room, and then before the queue runs dry (the
+    # consumer and the connection share one thread).
+    async with make_client(emulator, max_pending_count=10) as client:
+        await client.subscribe(CHANNEL)
+        first = [f"e{index}" for index in range(20)]
+        publish(emulator, *first)
+        await eventually(lambda: client.pending_count == 20, 5, "20 events queued")
+        later = [f"l{index}" for index in range(20)]
+        publish(emulator, *later)
+        # Sent only if a /meta/connect is waiting at the server: asked for while full.
+        await eventually(lambda: emulator.stats.events_delivered == 40, 5, "the next batch sent")
+        await asyncio.sleep(0.2)
+        assert client.pending_count == 20  # ... but not read: no room yet
+        received = [name_of(await client.receive()) for _ in range(11)]
+        # The 11th made room: the next receive() lets the connection read on first.
+        received.append(name_of(await client.receive()))
+        assert client.pending_count == 28
+        received += await names(client, 28)
+        assert received == first + later
+        await assert_nothing_more(client)
 
 
 async def test_messages_are_prefetched_before_receive(emulator: SalesforceEmulator) -> None:

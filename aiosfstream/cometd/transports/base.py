@@ -25,6 +25,7 @@ from aiosfstream.cometd.messages import InvalidMessage
 from aiosfstream.typing import Headers, JsonDumper, JsonLoader, Payload
 
 __all__ = [
+    "Pacer",
     "Receiver",
     "SSLOption",
     "Transport",
@@ -39,6 +40,9 @@ UnsolicitedHandler = Callable[[Payload], Awaitable[None]]
 #: Called with each group of messages of a response, in order, as they are decoded; the
 #: transport reads no further until it returns, so waiting in it holds the server back.
 Receiver = Callable[[Payload], Awaitable[None]]
+#: Awaited before the transport takes in more of an answer; it returns once the
+#: receiver has room for more.
+Pacer = Callable[[], Awaitable[None]]
 #: What aiohttp accepts as ``ssl``; ``None`` means "verify certificates".
 SSLOption = SSLContext | bool | aiohttp.Fingerprint | None
 
@@ -157,13 +161,22 @@ class Transport(ABC):
         """
 
     async def stream(
-        self, payload: Payload, headers: Headers, *, timeout: float | None, deliver: Receiver
+        self,
+        payload: Payload,
+        headers: Headers,
+        *,
+        timeout: float | None,
+        deliver: Receiver,
+        pace: Pacer | None = None,
     ) -> None:
         """Send *payload*; hand the messages that answer it to *deliver*, in order.
 
         *timeout* bounds the time spent waiting for the server, not the time spent in
-        *deliver*. This default delivers the whole answer of :meth:`send` at once.
+        *deliver* or *pace*. This default awaits *pace* before it sends, since the
+        answer comes whole: it delivers all of :meth:`send`'s answer at once.
         """
+        if pace is not None:
+            await pace()
         await deliver(await self.send(payload, headers, timeout=timeout))
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook

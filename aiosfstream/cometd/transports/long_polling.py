@@ -17,6 +17,7 @@ from aiosfstream.cometd.exceptions import (
 )
 from aiosfstream.cometd.messages import validate_payload
 from aiosfstream.cometd.transports.base import (
+    Pacer,
     Receiver,
     Transport,
     redirect_error,
@@ -47,14 +48,22 @@ class LongPollingTransport(Transport):
         return received
 
     async def stream(
-        self, payload: Payload, headers: Headers, *, timeout: float | None, deliver: Receiver
+        self,
+        payload: Payload,
+        headers: Headers,
+        *,
+        timeout: float | None,
+        deliver: Receiver,
+        pace: Pacer | None = None,
     ) -> None:
         """POST *payload*; decode the answer as it arrives and hand it over in groups.
 
-        While *deliver* waits, nothing more is read: the rest of the body stays with
-        the server and the sockets, not in memory. *timeout* bounds the time spent
-        waiting for the server (the answer to start, and each piece of it), not the
-        time spent in *deliver*.
+        While *deliver* or *pace* waits, nothing more is read: the rest of the body
+        stays with the server and the sockets, not in memory. *pace* is awaited before
+        each piece is read, the first one too, so a request can go out while the
+        receiver is still busy: its answer is on its way meanwhile. *timeout* bounds
+        the time spent waiting for the server (the answer to start, and each piece of
+        it), not the time spent in *deliver* or *pace*.
         """
         body = self._dumps(payload)
         data = body.encode("utf-8") if isinstance(body, str) else body
@@ -66,7 +75,7 @@ class LongPollingTransport(Transport):
         channel = payload[0].get("channel", "?") if payload else "?"
         what = f"{channel} request to {self.url}"
         try:
-            await self._exchange(data, request_headers, what, timeout, deliver)
+            await self._exchange(data, request_headers, what, timeout, deliver, pace)
         except _DeliveryFailed as failed:
             # An error of the receiving side (an extension, a storage) is not the
             # transport's: it leaves as it was raised.
@@ -79,6 +88,7 @@ class LongPollingTransport(Transport):
         what: str,
         timeout: float | None,
         deliver: Receiver,
+        pace: Pacer | None,
     ) -> None:
         with translate_transport_errors(what, timeout):
             async with self._session.post(
@@ -106,7 +116,7 @@ class LongPollingTransport(Transport):
                         f"({shorten(content_type)})",
                         status,
                     )
-                await self._read_body(response, what, timeout, deliver)
+                await self._read_body(response, what, timeout, deliver, pace)
 
     async def _read_body(
         self,
@@ -114,6 +124,7 @@ class LongPollingTransport(Transport):
         what: str,
         timeout: float | None,
         deliver: Receiver,
+        pace: Pacer | None,
     ) -> None:
         """Decode the body piece by piece; give up as soon as it passes ``max_response_bytes``.
 
@@ -136,6 +147,8 @@ class LongPollingTransport(Transport):
         loop = asyncio.get_running_loop()
         waited, size = 0.0, 0
         while True:
+            if pace is not None:
+                await pace()
             before = loop.time()
             chunk = await content.readany()
             waited += loop.time() - before
