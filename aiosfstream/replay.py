@@ -825,10 +825,11 @@ class HandedOver:
         self.last[key] = message
         self.count += 1
 
-    def due(self, *, queue_empty: bool) -> bool:
-        """Whether the consumer's next request should store first: always before it
-        would wait for more, and every *interval* messages while messages are waiting."""
-        return bool(self.last) and (queue_empty or self.count >= self._interval)
+    def due(self) -> bool:
+        """Whether *interval* messages were handed over since the last store: the
+        consumer's next request stores first even though more messages are ready.
+        (Before it waits for more, it stores whatever is pending.)"""
+        return self.count >= self._interval
 
     async def store(
         self,

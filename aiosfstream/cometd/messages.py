@@ -16,6 +16,7 @@ __all__ = [
     "check_channel",
     "is_event",
     "is_meta",
+    "is_meta_channel",
     "validate_payload",
 ]
 
@@ -41,7 +42,17 @@ def check_channel(channel: object, *, allow_wildcards: bool = True) -> str:
 def is_meta(message: Message) -> bool:
     """Whether *message* is on a ``/meta/`` channel."""
     channel = message.get("channel")
-    return isinstance(channel, str) and channel.startswith(META_CHANNEL_PREFIX)
+    return isinstance(channel, str) and is_meta_channel(channel)
+
+
+def is_meta_channel(channel: str) -> bool:
+    """Whether *channel* is a ``/meta/`` channel.
+
+    Written as comparisons for speed (every event is checked): a string starts with
+    ``/meta/`` exactly when it sorts between ``/meta/`` and ``/meta0``, ``0`` being the
+    character after ``/``.
+    """
+    return META_CHANNEL_PREFIX <= channel < _AFTER_META
 
 
 def is_event(message: Message) -> bool:
@@ -58,20 +69,40 @@ def validate_payload(payload: Any) -> Payload:
         raise InvalidMessage(
             f"expected a JSON array of Bayeux messages, got a JSON {type(payload).__name__}"
         )
-    for index, message in enumerate(payload):
+    # Every event passes here: the common case costs a few lookups, the rest is told
+    # apart by _check_message().
+    for message in payload:
         if not isinstance(message, dict):
-            raise InvalidMessage(
-                f"message {index} of the response is a JSON {type(message).__name__}, not an object"
-            )
+            _check_message(payload, message)
         channel = message.get("channel")
-        if not isinstance(channel, str) or not channel.startswith("/"):
-            raise InvalidMessage(f"message {index} of the response has no valid channel")
-        successful = message.get("successful")
-        if successful is not None and not isinstance(successful, bool):
-            raise InvalidMessage(f"message {index} has a non-boolean 'successful' field")
-        if channel in _REPLY_CHANNELS and channel != MetaChannel.DISCONNECT and successful is None:
-            raise InvalidMessage(f"reply on {channel} has no 'successful' field")
+        if (
+            not isinstance(channel, str)
+            or not "/" <= channel < _AFTER_SLASH  # starts with "/", without a method call
+            or "successful" in message
+            or channel in _REPLY_CHANNELS
+        ):
+            _check_message(payload, message)
     return payload
 
 
+def _check_message(payload: Payload, message: Any) -> None:
+    """Raise if *message* (an element of *payload*) is not a valid Bayeux message."""
+    index = next(index for index, element in enumerate(payload) if element is message)
+    if not isinstance(message, dict):
+        raise InvalidMessage(
+            f"message {index} of the response is a JSON {type(message).__name__}, not an object"
+        )
+    channel = message.get("channel")
+    if not isinstance(channel, str) or not channel.startswith("/"):
+        raise InvalidMessage(f"message {index} of the response has no valid channel")
+    successful = message.get("successful")
+    if successful is not None and not isinstance(successful, bool):
+        raise InvalidMessage(f"message {index} has a non-boolean 'successful' field")
+    if channel in _REPLY_CHANNELS and channel != MetaChannel.DISCONNECT and successful is None:
+        raise InvalidMessage(f"reply on {channel} has no 'successful' field")
+
+
 _REPLY_CHANNELS = frozenset(channel.value for channel in MetaChannel)
+#: The character after "/": a string starts with "/" exactly when "/" <= it < this.
+_AFTER_SLASH = chr(ord("/") + 1)
+_AFTER_META = META_CHANNEL_PREFIX[:-1] + _AFTER_SLASH

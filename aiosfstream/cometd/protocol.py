@@ -23,7 +23,7 @@ from aiosfstream.cometd.exceptions import (
     ClientInvalidOperation,
     ServerError,
 )
-from aiosfstream.cometd.messages import InvalidMessage, check_channel, is_event
+from aiosfstream.cometd.messages import InvalidMessage, check_channel, is_meta_channel
 from aiosfstream.typing import Message, Payload
 
 __all__ = ["BayeuxProtocol", "Incoming", "State"]
@@ -195,20 +195,25 @@ class BayeuxProtocol:
         by_id = {str(request["id"]): request for request in requests}
         by_channel = {request["channel"]: key for key, request in by_id.items()}
         incoming = Incoming()
+        events, unsolicited = incoming.events, incoming.unsolicited
         for message in payload:
             if "advice" in message:
                 self.advice = self.advice.updated(message["advice"])
+            if "successful" not in message:  # not a reply: is_event(), inlined (hot path)
+                if "data" in message and not is_meta_channel(message["channel"]):
+                    events.append(message)
+                else:
+                    unsolicited.append(message)
+                continue
             message_id = message.get("id")
             if message_id is None:
                 key = by_channel.get(message["channel"])
             else:
                 key = str(message_id) if str(message_id) in by_id else None
-            if key is not None and "successful" in message and key not in incoming.replies:
+            if key is not None and key not in incoming.replies:
                 incoming.replies[key] = message
-            elif is_event(message):
-                incoming.events.append(message)
             else:
-                incoming.unsolicited.append(message)
+                unsolicited.append(message)
         return incoming
 
     def handle_handshake(self, reply: Message) -> None:

@@ -512,12 +512,14 @@ class PubSubClient:
         """
         if self._queue is None:
             raise ClientInvalidOperation("the client is not open; call open() first")
-        if self._handed.due(queue_empty=not self._queue):
+        if self._handed.due():
             await self._store_handed()
         message = self._queue.get_nowait()
         if message is None:
+            if self._handed.last:
+                await self._store_handed()
             message = await self._queue.get()
-        if not self._guard.holds:
+        if self._guard.lease is not None and not self._guard.holds:
             # A pause of the process can outlast the lease before the watch task runs.
             assert self._guard.lost is not None
             await self._lose_lease(self._guard.lost)

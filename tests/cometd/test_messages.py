@@ -14,6 +14,7 @@ from aiosfstream.cometd.messages import (
     check_channel,
     is_event,
     is_meta,
+    is_meta_channel,
     validate_payload,
 )
 from aiosfstream.typing import Message
@@ -240,3 +241,22 @@ def test_meta_replies_are_meta_and_not_events(sample: str) -> None:
 def test_is_meta_and_is_event(message: Message, meta: bool, event: bool) -> None:
     assert is_meta(message) is meta
     assert is_event(message) is event
+
+
+@pytest.mark.parametrize(
+    ("channel", "meta"),
+    [
+        ("/meta/connect", True),
+        ("/meta/", True),
+        ("/meta/\U0010ffff", True),
+        ("/meta", False),
+        ("/metadata", False),
+        ("/meta0", False),
+        ("/meta.x", False),
+        ("/topic/meta/", False),
+        ("", False),
+    ],
+)
+def test_is_meta_channel_is_a_prefix_test(channel: str, meta: bool) -> None:
+    assert is_meta_channel(channel) is meta
+    assert is_meta_channel(channel) is channel.startswith("/meta/")
