@@ -72,32 +72,35 @@ def validate_payload(payload: Any) -> Payload:
     # Every event passes here: the common case costs a few lookups, the rest is told
     # apart by _check_message().
     for message in payload:
-        if not isinstance(message, dict):
-            _check_message(payload, message)
-        channel = message.get("channel")
-        if (
-            not isinstance(channel, str)
-            or not "/" <= channel < _AFTER_SLASH  # starts with "/", without a method call
-            or "successful" in message
-            or channel in _REPLY_CHANNELS
-        ):
-            _check_message(payload, message)
+        if isinstance(message, dict):
+            channel = message.get("channel")
+            if (
+                isinstance(channel, str)
+                and "/" <= channel < _AFTER_SLASH  # starts with "/", without a method call
+                and "successful" not in message
+                and channel not in _REPLY_CHANNELS
+            ):
+                continue
+        _check_message(payload, message)
     return payload
 
 
 def _check_message(payload: Payload, message: Any) -> None:
     """Raise if *message* (an element of *payload*) is not a valid Bayeux message."""
-    index = next(index for index, element in enumerate(payload) if element is message)
+
+    def index() -> int:  # looked for only to report it: a valid reply costs no scan
+        return next(index for index, element in enumerate(payload) if element is message)
+
     if not isinstance(message, dict):
         raise InvalidMessage(
-            f"message {index} of the response is a JSON {type(message).__name__}, not an object"
+            f"message {index()} of the response is a JSON {type(message).__name__}, not an object"
         )
     channel = message.get("channel")
     if not isinstance(channel, str) or not channel.startswith("/"):
-        raise InvalidMessage(f"message {index} of the response has no valid channel")
+        raise InvalidMessage(f"message {index()} of the response has no valid channel")
     successful = message.get("successful")
     if successful is not None and not isinstance(successful, bool):
-        raise InvalidMessage(f"message {index} has a non-boolean 'successful' field")
+        raise InvalidMessage(f"message {index()} has a non-boolean 'successful' field")
     if channel in _REPLY_CHANNELS and channel != MetaChannel.DISCONNECT and successful is None:
         raise InvalidMessage(f"reply on {channel} has no 'successful' field")
 
